@@ -1,0 +1,155 @@
+//! Wiring: the one module that sees everything. Turns CLI arguments into a run of the engine.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::ReplayArgs;
+use crate::config::Config;
+use crate::event::Reason;
+use crate::ingest::dead_letter::DeadLetterWriter;
+use crate::ingest::file::{read_ndjson, FileChunk, ReadError};
+use crate::output::write_result;
+use crate::sql::{self, QueryResult};
+use crate::state::{Counters, Engine, Snapshot};
+
+/// Loads the config file, or the defaults.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    })
+}
+
+/// Everything a replay produced.
+pub struct ReplayOutcome {
+    /// The state at the end.
+    pub snapshot: Arc<Snapshot>,
+    /// Counters (also in the snapshot).
+    pub counters: Counters,
+    /// Dead letters written.
+    pub dead_letters: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReplayError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("cannot write the dead-letter file: {0}")]
+    DeadLetter(io::Error),
+}
+
+/// Replays NDJSON files through a fresh engine; rejected lines go to `dead_letter` if given.
+pub fn replay_files(
+    files: &[String],
+    config: &Config,
+    dead_letter: Option<&Path>,
+    workers: usize,
+    progress: bool,
+) -> anyhow::Result<ReplayOutcome> {
+    let mut engine = Engine::new(config.engine.clone());
+    let mut dlq = match dead_letter {
+        Some(p) => Some(DeadLetterWriter::new(BufWriter::new(File::create(p).with_context(|| {
+            format!("cannot create the dead-letter file {}; check that its directory exists and is writable", p.display())
+        })?))),
+        None => None,
+    };
+    read_ndjson(
+        files,
+        workers,
+        progress,
+        |fc: FileChunk| -> Result<(), ReplayError> {
+            let d = &fc.decoded;
+            for &(rec, reason) in &d.rejects {
+                engine.count_rejected(reason, 1);
+                if let Some(w) = dlq.as_mut() {
+                    w.write(reason, d.record(rec), &fc.file, fc.first_line + rec as u64)
+                        .map_err(ReplayError::DeadLetter)?;
+                }
+            }
+            let applied = engine.apply(&d.batch);
+            if let Some(w) = dlq.as_mut() {
+                for &row in &applied.late_rows {
+                    let rec = d.row_record[row as usize];
+                    w.write(
+                        Reason::Late,
+                        d.record(rec),
+                        &fc.file,
+                        fc.first_line + rec as u64,
+                    )
+                    .map_err(ReplayError::DeadLetter)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    engine.flush();
+    let dead_letters = match dlq {
+        Some(w) => {
+            let n = w.written();
+            w.finish().context("cannot write the dead-letter file")?;
+            n
+        }
+        None => 0,
+    };
+    let snapshot = Arc::new(engine.snapshot());
+    Ok(ReplayOutcome {
+        counters: snapshot.counters.clone(),
+        snapshot,
+        dead_letters,
+    })
+}
+
+/// Runs SQL against a snapshot on a small tokio runtime.
+pub fn run_sql(snapshot: Arc<Snapshot>, sql_text: &str) -> anyhow::Result<QueryResult> {
+    Ok(runtime()?.block_on(sql::query_snapshot(snapshot, sql_text))?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .build()
+        .context("cannot start the query runtime")
+}
+
+/// `gatewatch replay`.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_deref())?;
+    let sql_text = match (&args.sql, &args.sql_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| {
+            format!(
+                "cannot read the SQL file {}; check the path given to --sql-file",
+                f.display()
+            )
+        })?,
+        (None, None) => unreachable!("clap requires --sql or --sql-file"),
+    };
+    if sql_text.trim().is_empty() {
+        anyhow::bail!("the SQL query is empty; pass a SELECT with --sql or a file with --sql-file");
+    }
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // Check the SQL before reading gigabytes: plan it against an empty snapshot.
+    let empty = Arc::new(Engine::new(config.engine.clone()).snapshot());
+    runtime()?.block_on(sql::check(empty, &sql_text))?;
+    let outcome = replay_files(
+        &args.files,
+        &config,
+        args.dead_letter.as_deref(),
+        workers,
+        true,
+    )?;
+    let result = run_sql(outcome.snapshot.clone(), &sql_text)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    write_result(&result, args.format, &mut out)?;
+    out.flush().ok();
+    eprintln!("replay: {}", outcome.counters.summary_line());
+    Ok(())
+}

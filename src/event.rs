@@ -1,0 +1,1241 @@
+//! The event model and its decoder: bytes -> [`Event`] or [`Reason`]. Pure, no I/O.
+//!
+//! Owns: the input schema of DESIGN §1 (field names, types, ranges, required fields), the stable
+//! rejection reason codes, and the Arrow schema of the `events` table with its columnar builder.
+//! Must not touch: sessions, time windows, lateness or duplicates (that is `state`), Kafka or files.
+//!
+//! The decoder is the hot path. It is a hand-written scanner for one flat JSON object that borrows
+//! every string from the input (a string is copied only when it contains an escape), skips unknown
+//! fields without building them, and checks each known field's type and range as it goes, so that
+//! a rejected line gets a precise reason (`bad_type:rtt_ms`) rather than a parser's prose.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// The six event types of DESIGN §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// A session opened.
+    Connect,
+    /// A session closed.
+    Disconnect,
+    /// A round-trip-time (and optionally jitter/loss) sample of a session.
+    Latency,
+    /// A token/OTP check failed.
+    AuthFail,
+    /// The gateway refused a connection (capacity, licence…).
+    Reject,
+    /// A server announcement: capacity and/or state.
+    Server,
+}
+
+impl EventType {
+    /// The wire name, as in the `type` field and the `events.type` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Connect => "connect",
+            EventType::Disconnect => "disconnect",
+            EventType::Latency => "latency",
+            EventType::AuthFail => "auth_fail",
+            EventType::Reject => "reject",
+            EventType::Server => "server",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "connect" => EventType::Connect,
+            "disconnect" => EventType::Disconnect,
+            "latency" => EventType::Latency,
+            "auth_fail" => EventType::AuthFail,
+            "reject" => EventType::Reject,
+            "server" => EventType::Server,
+            _ => return None,
+        })
+    }
+}
+
+/// A server's announced state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerState {
+    /// Accepting sessions.
+    Up,
+    /// Finishing its sessions, taking no new ones.
+    Draining,
+    /// Gone: every session on it ends (`server_down`).
+    Down,
+}
+
+impl ServerState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Up => "up",
+            ServerState::Draining => "draining",
+            ServerState::Down => "down",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "up" => ServerState::Up,
+            "draining" => ServerState::Draining,
+            "down" => ServerState::Down,
+            _ => return None,
+        })
+    }
+}
+
+/// The known input fields, for reason codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum FieldName {
+    Type,
+    Ts,
+    Server,
+    Id,
+    Session,
+    User,
+    Site,
+    Os,
+    App,
+    SetupMs,
+    RttMs,
+    JitterMs,
+    LossPct,
+    Reason,
+    BytesIn,
+    BytesOut,
+    Capacity,
+    State,
+}
+
+impl FieldName {
+    /// The JSON key.
+    pub fn as_str(self) -> &'static str {
+        use FieldName::*;
+        match self {
+            Type => "type",
+            Ts => "ts",
+            Server => "server",
+            Id => "id",
+            Session => "session",
+            User => "user",
+            Site => "site",
+            Os => "os",
+            App => "app",
+            SetupMs => "setup_ms",
+            RttMs => "rtt_ms",
+            JitterMs => "jitter_ms",
+            LossPct => "loss_pct",
+            Reason => "reason",
+            BytesIn => "bytes_in",
+            BytesOut => "bytes_out",
+            Capacity => "capacity",
+            State => "state",
+        }
+    }
+
+    fn from_key(k: &str) -> Option<Self> {
+        use FieldName::*;
+        Some(match k {
+            "type" => Type,
+            "ts" => Ts,
+            "server" => Server,
+            "id" => Id,
+            "session" => Session,
+            "user" => User,
+            "site" => Site,
+            "os" => Os,
+            "app" => App,
+            "setup_ms" => SetupMs,
+            "rtt_ms" => RttMs,
+            "jitter_ms" => JitterMs,
+            "loss_pct" => LossPct,
+            "reason" => Reason,
+            "bytes_in" => BytesIn,
+            "bytes_out" => BytesOut,
+            "capacity" => Capacity,
+            "state" => State,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an input was rejected. Its [`Display`](fmt::Display) is the stable reason code that goes to
+/// the dead-letter record, the counters and the docs (`missing_field:ts`, `late`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The bytes are not UTF-8.
+    InvalidUtf8,
+    /// Not JSON at all, or JSON with trailing garbage.
+    InvalidJson,
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// A required field is absent (or `null`).
+    MissingField(FieldName),
+    /// A field has the wrong JSON type.
+    BadType(FieldName),
+    /// A field has the right type but a value out of range or not allowed.
+    BadValue(FieldName),
+    /// `type` is not one of the six known types.
+    UnknownType,
+    /// The line is longer than the reader accepts.
+    LineTooLong,
+    /// Older than the newest event of its server by more than `allowed_lateness`.
+    Late,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::InvalidUtf8 => f.write_str("invalid_utf8"),
+            Reason::InvalidJson => f.write_str("invalid_json"),
+            Reason::NotAnObject => f.write_str("not_an_object"),
+            Reason::MissingField(x) => write!(f, "missing_field:{}", x.as_str()),
+            Reason::BadType(x) => write!(f, "bad_type:{}", x.as_str()),
+            Reason::BadValue(x) => write!(f, "bad_value:{}", x.as_str()),
+            Reason::UnknownType => f.write_str("unknown_type"),
+            Reason::LineTooLong => f.write_str("line_too_long"),
+            Reason::Late => f.write_str("late"),
+        }
+    }
+}
+
+/// One decoded event. Strings borrow from the input unless they contained escapes.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[allow(missing_docs)]
+pub struct Event<'a> {
+    pub kind: Option<EventType>,
+    /// Event time, epoch milliseconds (UTC).
+    pub ts: i64,
+    pub server: Cow<'a, str>,
+    pub id: Option<Cow<'a, str>>,
+    pub session: Option<Cow<'a, str>>,
+    pub user: Option<Cow<'a, str>>,
+    pub site: Option<Cow<'a, str>>,
+    pub os: Option<Cow<'a, str>>,
+    pub app: Option<Cow<'a, str>>,
+    pub setup_ms: Option<f64>,
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub reason: Option<Cow<'a, str>>,
+    pub bytes_in: Option<i64>,
+    pub bytes_out: Option<i64>,
+    pub capacity: Option<i64>,
+    pub state: Option<ServerState>,
+}
+
+impl Event<'_> {
+    /// The event type (always set on a successfully decoded event).
+    pub fn event_type(&self) -> EventType {
+        self.kind.unwrap_or(EventType::Server)
+    }
+}
+
+/// The largest event time accepted: 9999-12-31T23:59:59.999Z.
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+/// Decodes one NDJSON line or Kafka message payload.
+pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Reason> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Reason::InvalidUtf8)?;
+    let mut p = Parser {
+        s: text.as_bytes(),
+        src: text,
+        i: 0,
+    };
+    p.ws();
+    if p.peek() != Some(b'{') {
+        // Distinguish "valid JSON that is not an object" from garbage.
+        return match p.skip_value() {
+            Ok(()) => {
+                p.ws();
+                if p.i == p.s.len() {
+                    Err(Reason::NotAnObject)
+                } else {
+                    Err(Reason::InvalidJson)
+                }
+            }
+            Err(()) => Err(Reason::InvalidJson),
+        };
+    }
+    p.i += 1;
+    let mut ev = Event::default();
+    let mut server: Option<Cow<'_, str>> = None;
+    let mut ts: Option<i64> = None;
+    let mut type_str: Option<Cow<'_, str>> = None;
+    // The first field-level problem; reported only if the JSON as a whole is well formed.
+    let mut first_err: Option<Reason> = None;
+
+    p.ws();
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            p.ws();
+            let key = p.string().map_err(|_| Reason::InvalidJson)?;
+            p.ws();
+            if p.next() != Some(b':') {
+                return Err(Reason::InvalidJson);
+            }
+            p.ws();
+            match FieldName::from_key(&key) {
+                None => p.skip_value().map_err(|_| Reason::InvalidJson)?,
+                Some(field) => {
+                    let r = p.field(field, &mut ev, &mut server, &mut ts, &mut type_str)?;
+                    if let Err(reason) = r {
+                        first_err.get_or_insert(reason);
+                    }
+                }
+            }
+            p.ws();
+            match p.next() {
+                Some(b',') => continue,
+                Some(b'}') => break,
+                _ => return Err(Reason::InvalidJson),
+            }
+        }
+    }
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(Reason::InvalidJson);
+    }
+
+    // Required fields, in a fixed order so a reason is stable.
+    let Some(type_str) = type_str else {
+        return Err(first_err.unwrap_or(Reason::MissingField(FieldName::Type)));
+    };
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let kind = EventType::parse(&type_str).ok_or(Reason::UnknownType)?;
+    ev.kind = Some(kind);
+    ev.ts = ts.ok_or(Reason::MissingField(FieldName::Ts))?;
+    ev.server = server.ok_or(Reason::MissingField(FieldName::Server))?;
+    match kind {
+        EventType::Connect | EventType::Disconnect => {
+            if ev.session.is_none() {
+                return Err(Reason::MissingField(FieldName::Session));
+            }
+        }
+        EventType::Latency => {
+            if ev.session.is_none() {
+                return Err(Reason::MissingField(FieldName::Session));
+            }
+            if ev.rtt_ms.is_none() {
+                return Err(Reason::MissingField(FieldName::RttMs));
+            }
+        }
+        EventType::AuthFail | EventType::Reject | EventType::Server => {}
+    }
+    Ok(ev)
+}
+
+/// What a JSON value turned out to be, for type checks.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Num { text: &'a str, integer: bool },
+    Null,
+    Other,
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    src: &'a str,
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let c = self.s.get(self.i).copied();
+        self.i += 1;
+        c
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.s.get(self.i) {
+            if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Parses one known field into `ev`. The outer `Err` is malformed JSON (fatal); the inner
+    /// `Err` is a type or range problem with this field (the rest is still parsed).
+    fn field(
+        &mut self,
+        field: FieldName,
+        ev: &mut Event<'a>,
+        server: &mut Option<Cow<'a, str>>,
+        ts: &mut Option<i64>,
+        type_str: &mut Option<Cow<'a, str>>,
+    ) -> Result<Result<(), Reason>, Reason> {
+        let v = self
+            .scalar()
+            .map_err(|_| crate::event::Reason::InvalidJson)?;
+        let bad_type = Err(crate::event::Reason::BadType(field));
+        let bad_value = Err(crate::event::Reason::BadValue(field));
+        // `null` means absent for every field; a required one is then reported missing.
+        if let Scalar::Null = v {
+            return Ok(Ok(()));
+        }
+        use FieldName::*;
+        Ok(match field {
+            Type => match v {
+                Scalar::Str(s) => {
+                    *type_str = Some(s);
+                    Ok(())
+                }
+                _ => bad_type,
+            },
+            Ts => match v {
+                Scalar::Str(s) => match parse_rfc3339_ms(&s) {
+                    Some(t) if (0..=MAX_TS_MS).contains(&t) => {
+                        *ts = Some(t);
+                        Ok(())
+                    }
+                    _ => bad_value,
+                },
+                Scalar::Num { text, integer } => match parse_integer(text, integer) {
+                    Some(t) if (0..=MAX_TS_MS).contains(&t) => {
+                        *ts = Some(t);
+                        Ok(())
+                    }
+                    Some(_) => bad_value,
+                    None => bad_type,
+                },
+                _ => bad_type,
+            },
+            Server | Session | Id => match v {
+                Scalar::Str(s) if s.is_empty() => bad_value,
+                Scalar::Str(s) => {
+                    match field {
+                        Server => *server = Some(s),
+                        Session => ev.session = Some(s),
+                        _ => ev.id = Some(s),
+                    }
+                    Ok(())
+                }
+                _ => bad_type,
+            },
+            User | Site | Os | App | Reason => match v {
+                Scalar::Str(s) => {
+                    let slot = match field {
+                        User => &mut ev.user,
+                        Site => &mut ev.site,
+                        Os => &mut ev.os,
+                        App => &mut ev.app,
+                        _ => &mut ev.reason,
+                    };
+                    *slot = Some(s);
+                    Ok(())
+                }
+                _ => bad_type,
+            },
+            SetupMs | RttMs | JitterMs | LossPct => match v {
+                Scalar::Num { text, .. } => match text.parse::<f64>() {
+                    Ok(x) if x >= 0.0 && x.is_finite() => {
+                        let slot = match field {
+                            SetupMs => &mut ev.setup_ms,
+                            RttMs => &mut ev.rtt_ms,
+                            JitterMs => &mut ev.jitter_ms,
+                            _ => &mut ev.loss_pct,
+                        };
+                        *slot = Some(x);
+                        Ok(())
+                    }
+                    _ => bad_value,
+                },
+                _ => bad_type,
+            },
+            BytesIn | BytesOut | Capacity => match v {
+                Scalar::Num { text, integer } => match parse_integer(text, integer) {
+                    Some(n) if n > 0 || (n == 0 && field != Capacity) => {
+                        match field {
+                            BytesIn => ev.bytes_in = Some(n),
+                            BytesOut => ev.bytes_out = Some(n),
+                            _ => ev.capacity = Some(n),
+                        }
+                        Ok(())
+                    }
+                    Some(_) => bad_value,
+                    None => bad_type,
+                },
+                _ => bad_type,
+            },
+            State => match v {
+                Scalar::Str(s) => match ServerState::parse(&s) {
+                    Some(st) => {
+                        ev.state = Some(st);
+                        Ok(())
+                    }
+                    None => bad_value,
+                },
+                _ => bad_type,
+            },
+        })
+    }
+
+    /// Reads a value; strings and numbers are returned, anything else is skipped (validated).
+    fn scalar(&mut self) -> Result<Scalar<'a>, ()> {
+        match self.peek() {
+            Some(b'"') => Ok(Scalar::Str(self.string()?)),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.i;
+                let integer = self.number()?;
+                Ok(Scalar::Num {
+                    text: &self.src[start..self.i],
+                    integer,
+                })
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                Ok(Scalar::Null)
+            }
+            _ => {
+                self.skip_value()?;
+                Ok(Scalar::Other)
+            }
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Result<(), ()> {
+        if self.s[self.i..].starts_with(lit) {
+            self.i += lit.len();
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    /// JSON number grammar; returns whether it was written as an integer.
+    fn number(&mut self) -> Result<bool, ()> {
+        let mut integer = true;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(self.peek(), Some(b'0'..=b'9')) {
+                    self.i += 1;
+                }
+            }
+            _ => return Err(()),
+        }
+        if self.peek() == Some(b'.') {
+            integer = false;
+            self.i += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(());
+            }
+            while matches!(self.peek(), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            integer = false;
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(());
+            }
+            while matches!(self.peek(), Some(b'0'..=b'9')) {
+                self.i += 1;
+            }
+        }
+        Ok(integer)
+    }
+
+    /// A JSON string at the cursor; borrowed unless it has escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, ()> {
+        if self.next() != Some(b'"') {
+            return Err(());
+        }
+        let start = self.i;
+        // Fast scan for the closing quote with no escapes or control characters.
+        loop {
+            match self.s.get(self.i) {
+                None => return Err(()),
+                Some(b'"') => {
+                    let out = &self.src[start..self.i];
+                    self.i += 1;
+                    return Ok(Cow::Borrowed(out));
+                }
+                Some(b'\\') => break,
+                Some(&c) if c < 0x20 => return Err(()),
+                Some(_) => self.i += 1,
+            }
+        }
+        let mut out = String::with_capacity(self.i - start + 16);
+        out.push_str(&self.src[start..self.i]);
+        loop {
+            let c = *self.s.get(self.i).ok_or(())?;
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let e = *self.s.get(self.i).ok_or(())?;
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let ch = if (0xD800..0xDC00).contains(&hi) {
+                                if self.s.get(self.i..self.i + 2) != Some(b"\\u") {
+                                    return Err(());
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(());
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return Err(());
+                            } else {
+                                hi
+                            };
+                            out.push(char::from_u32(ch).ok_or(())?);
+                        }
+                        _ => return Err(()),
+                    }
+                }
+                c if c < 0x20 => return Err(()),
+                _ => {
+                    // Copy a run of plain bytes at once; the input is valid UTF-8 and the run
+                    // stops only at ASCII bytes, so it ends on a char boundary.
+                    let run_start = self.i;
+                    while let Some(&c) = self.s.get(self.i) {
+                        if c == b'"' || c == b'\\' || c < 0x20 {
+                            break;
+                        }
+                        self.i += 1;
+                    }
+                    out.push_str(&self.src[run_start..self.i]);
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ()> {
+        let h = self.s.get(self.i..self.i + 4).ok_or(())?;
+        let mut v = 0u32;
+        for &c in h {
+            v = v * 16
+                + match c {
+                    b'0'..=b'9' => c - b'0',
+                    b'a'..=b'f' => c - b'a' + 10,
+                    b'A'..=b'F' => c - b'A' + 10,
+                    _ => return Err(()),
+                } as u32;
+        }
+        self.i += 4;
+        Ok(v)
+    }
+
+    /// Skips any JSON value, validating it. Nesting is iterative so hostile input cannot
+    /// overflow the stack.
+    fn skip_value(&mut self) -> Result<(), ()> {
+        // Stack of open containers: true = object, false = array.
+        let mut stack: Vec<bool> = Vec::new();
+        loop {
+            self.ws();
+            // A value.
+            match self.peek().ok_or(())? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'-' | b'0'..=b'9' => {
+                    self.number()?;
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'[' => {
+                    self.i += 1;
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                    } else {
+                        stack.push(false);
+                        continue;
+                    }
+                }
+                b'{' => {
+                    self.i += 1;
+                    self.ws();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                    } else {
+                        stack.push(true);
+                        self.string()?;
+                        self.ws();
+                        if self.next() != Some(b':') {
+                            return Err(());
+                        }
+                        continue;
+                    }
+                }
+                _ => return Err(()),
+            }
+            // After a value: close containers or move to the next element.
+            loop {
+                let Some(&is_obj) = stack.last() else {
+                    return Ok(());
+                };
+                self.ws();
+                match self.next() {
+                    Some(b',') => {
+                        if is_obj {
+                            self.ws();
+                            self.string()?;
+                            self.ws();
+                            if self.next() != Some(b':') {
+                                return Err(());
+                            }
+                        }
+                        break;
+                    }
+                    Some(b'}') if is_obj => {
+                        stack.pop();
+                    }
+                    Some(b']') if !is_obj => {
+                        stack.pop();
+                    }
+                    _ => return Err(()),
+                }
+            }
+        }
+    }
+}
+
+/// An integer field: integer syntax, or a float with no fractional part (`1e3`).
+fn parse_integer(text: &str, integer: bool) -> Option<i64> {
+    if integer {
+        return text.parse::<i64>().ok();
+    }
+    let x: f64 = text.parse().ok()?;
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Some(x as i64)
+    } else {
+        None
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+/// Parses an RFC 3339 timestamp (`2020-03-17T08:30:00.123Z`, `…+01:00`) to epoch ms.
+/// Fractions below a millisecond are truncated. `t`/`z` and a space separator are accepted.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+        let mut v = 0u32;
+        for i in 0..n {
+            let c = *b.get(at + i)?;
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + (c - b'0') as u32;
+        }
+        Some(v)
+    }
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let year = digits(b, 0, 4)? as i64;
+    let month = digits(b, 5, 2)?;
+    let day = digits(b, 8, 2)?;
+    let hour = digits(b, 11, 2)?;
+    let minute = digits(b, 14, 2)?;
+    let second = digits(b, 17, 2)?;
+    let dim = [
+        31,
+        if is_leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month) || day == 0 || day > dim[month as usize - 1] {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                millis = millis * 10 + (b[i] - b'0') as i64;
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..3 {
+            millis *= 10;
+        }
+    }
+    let offset_min: i64 = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        c @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let oh = digits(b, i + 1, 2)? as i64;
+            let om = digits(b, i + 4, 2)? as i64;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 60 + om;
+            if *c == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs =
+        days * 86_400 + hour as i64 * 3600 + minute as i64 * 60 + second as i64 - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+/// Formats epoch ms as RFC 3339 UTC with milliseconds (`2020-03-17T08:30:00.000Z`).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // civil_from_days (Hinnant)
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// The Arrow type of every timestamp gatewatch returns: UTC, millisecond precision.
+pub fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// Columns of the `events` table, in order. The first 16 are DESIGN §2's; `capacity` and `state`
+/// carry the payload of `server` events, which the contract's list leaves out.
+pub fn events_schema() -> SchemaRef {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    let i = |n: &str| Field::new(n, DataType::Int64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("ts", ts_type(), false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("server", DataType::Utf8, false),
+        s("session"),
+        s("user"),
+        s("site"),
+        s("os"),
+        s("app"),
+        f("setup_ms"),
+        f("rtt_ms"),
+        f("jitter_ms"),
+        f("loss_pct"),
+        s("reason"),
+        i("bytes_in"),
+        i("bytes_out"),
+        s("id"),
+        i("capacity"),
+        s("state"),
+    ]))
+}
+
+/// Column indexes of [`events_schema`], for readers of a batch.
+#[allow(missing_docs)]
+pub mod col {
+    pub const TS: usize = 0;
+    pub const TYPE: usize = 1;
+    pub const SERVER: usize = 2;
+    pub const SESSION: usize = 3;
+    pub const USER: usize = 4;
+    pub const SITE: usize = 5;
+    pub const OS: usize = 6;
+    pub const APP: usize = 7;
+    pub const SETUP_MS: usize = 8;
+    pub const RTT_MS: usize = 9;
+    pub const JITTER_MS: usize = 10;
+    pub const REASON: usize = 12;
+    pub const ID: usize = 15;
+    pub const CAPACITY: usize = 16;
+    pub const STATE: usize = 17;
+}
+
+/// Appends decoded events to the columns of the `events` table.
+pub struct EventColumns {
+    ts: TimestampMillisecondBuilder,
+    kind: StringBuilder,
+    server: StringBuilder,
+    session: StringBuilder,
+    user: StringBuilder,
+    site: StringBuilder,
+    os: StringBuilder,
+    app: StringBuilder,
+    setup_ms: Float64Builder,
+    rtt_ms: Float64Builder,
+    jitter_ms: Float64Builder,
+    loss_pct: Float64Builder,
+    reason: StringBuilder,
+    bytes_in: Int64Builder,
+    bytes_out: Int64Builder,
+    id: StringBuilder,
+    capacity: Int64Builder,
+    state: StringBuilder,
+    len: usize,
+}
+
+impl EventColumns {
+    /// Builders sized for `rows` events of about 150 bytes.
+    pub fn with_capacity(rows: usize) -> Self {
+        let s = |bytes: usize| StringBuilder::with_capacity(rows, rows * bytes);
+        EventColumns {
+            ts: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            kind: s(8),
+            server: s(6),
+            session: s(12),
+            user: s(8),
+            site: s(6),
+            os: s(10),
+            app: s(4),
+            setup_ms: Float64Builder::with_capacity(rows),
+            rtt_ms: Float64Builder::with_capacity(rows),
+            jitter_ms: Float64Builder::with_capacity(rows),
+            loss_pct: Float64Builder::with_capacity(rows),
+            reason: s(2),
+            bytes_in: Int64Builder::with_capacity(rows),
+            bytes_out: Int64Builder::with_capacity(rows),
+            id: s(12),
+            capacity: Int64Builder::with_capacity(rows),
+            state: s(1),
+            len: 0,
+        }
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one event as a row.
+    pub fn push(&mut self, e: &Event<'_>) {
+        self.ts.append_value(e.ts);
+        self.kind.append_value(e.event_type().as_str());
+        self.server.append_value(&e.server);
+        self.session.append_option(e.session.as_deref());
+        self.user.append_option(e.user.as_deref());
+        self.site.append_option(e.site.as_deref());
+        self.os.append_option(e.os.as_deref());
+        self.app.append_option(e.app.as_deref());
+        self.setup_ms.append_option(e.setup_ms);
+        self.rtt_ms.append_option(e.rtt_ms);
+        self.jitter_ms.append_option(e.jitter_ms);
+        self.loss_pct.append_option(e.loss_pct);
+        self.reason.append_option(e.reason.as_deref());
+        self.bytes_in.append_option(e.bytes_in);
+        self.bytes_out.append_option(e.bytes_out);
+        self.id.append_option(e.id.as_deref());
+        self.capacity.append_option(e.capacity);
+        self.state.append_option(e.state.map(ServerState::as_str));
+        self.len += 1;
+    }
+
+    /// Seals the rows into a record batch and resets the builders.
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.server.finish()),
+            Arc::new(self.session.finish()),
+            Arc::new(self.user.finish()),
+            Arc::new(self.site.finish()),
+            Arc::new(self.os.finish()),
+            Arc::new(self.app.finish()),
+            Arc::new(self.setup_ms.finish()),
+            Arc::new(self.rtt_ms.finish()),
+            Arc::new(self.jitter_ms.finish()),
+            Arc::new(self.loss_pct.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.bytes_in.finish()),
+            Arc::new(self.bytes_out.finish()),
+            Arc::new(self.id.finish()),
+            Arc::new(self.capacity.finish()),
+            Arc::new(self.state.finish()),
+        ];
+        self.len = 0;
+        RecordBatch::try_new(events_schema(), columns).expect("builders match the events schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(s: &str) -> String {
+        decode(s.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn decodes_every_type_and_borrows_strings() {
+        let e = decode(br#"{"type":"connect","ts":"2020-03-17T08:30:00.250Z","server":"gw-03","session":"s1","user":"u7","site":"gland","os":"windows-10","app":"vpn","setup_ms":812.5,"extra":{"a":[1,2,{"b":null}]}}"#).unwrap();
+        assert_eq!(e.kind, Some(EventType::Connect));
+        assert_eq!(e.ts, 1_584_433_800_250);
+        assert!(matches!(e.server, Cow::Borrowed("gw-03")));
+        assert_eq!(e.setup_ms, Some(812.5));
+        let e = decode(br#"{"type":"latency","ts":1584433800000,"server":"gw-03","session":"s1","rtt_ms":12,"jitter_ms":1.5,"loss_pct":0}"#).unwrap();
+        assert_eq!(
+            (e.ts, e.rtt_ms, e.jitter_ms),
+            (1_584_433_800_000, Some(12.0), Some(1.5))
+        );
+        let e = decode(
+            br#"{"type":"server","ts":0,"server":"gw-03","capacity":120,"state":"draining"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.capacity, e.state),
+            (Some(120), Some(ServerState::Draining))
+        );
+        for t in ["disconnect", "auth_fail", "reject"] {
+            let line = format!(
+                r#"{{"type":"{t}","ts":5,"server":"a","session":"x","reason":"r","bytes_in":1e3}}"#
+            );
+            let e = decode(line.as_bytes()).unwrap();
+            assert_eq!(e.event_type().as_str(), t);
+            assert_eq!(e.bytes_in, Some(1000));
+        }
+    }
+
+    #[test]
+    fn unescapes_strings() {
+        let e =
+            decode(br#"{"type":"reject","ts":1,"server":"gw\u002d\"1\"\n\ud83d\ude00"}"#).unwrap();
+        assert_eq!(e.server, "gw-\"1\"\n😀");
+    }
+
+    #[test]
+    fn rejects_with_stable_reasons() {
+        assert_eq!(reason("not json"), "invalid_json");
+        assert_eq!(reason(""), "invalid_json");
+        assert_eq!(reason("[1,2]"), "not_an_object");
+        assert_eq!(reason("\"str\""), "not_an_object");
+        assert_eq!(reason(r#"{"type":"connect"} x"#), "invalid_json");
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":1,"server":"a""#),
+            "invalid_json"
+        );
+        assert_eq!(reason(r#"{"ts":1,"server":"a"}"#), "missing_field:type");
+        assert_eq!(
+            reason(r#"{"type":"nope","ts":1,"server":"a"}"#),
+            "unknown_type"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","server":"a","session":"s"}"#),
+            "missing_field:ts"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":1,"session":"s"}"#),
+            "missing_field:server"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":1,"server":"a"}"#),
+            "missing_field:session"
+        );
+        assert_eq!(
+            reason(r#"{"type":"latency","ts":1,"server":"a","session":"s"}"#),
+            "missing_field:rtt_ms"
+        );
+        assert_eq!(
+            reason(r#"{"type":"latency","ts":1,"server":"a","session":"s","rtt_ms":"5"}"#),
+            "bad_type:rtt_ms"
+        );
+        assert_eq!(
+            reason(r#"{"type":"latency","ts":1,"server":"a","session":"s","rtt_ms":-5}"#),
+            "bad_value:rtt_ms"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":"yesterday","server":"a","session":"s"}"#),
+            "bad_value:ts"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":"2020-03-17T08:30:00","server":"a","session":"s"}"#),
+            "bad_value:ts"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":-1,"server":"a","session":"s"}"#),
+            "bad_value:ts"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":1.5,"server":"a","session":"s"}"#),
+            "bad_type:ts"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":true,"server":"a","session":"s"}"#),
+            "bad_type:ts"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":1,"server":"","session":"s"}"#),
+            "bad_value:server"
+        );
+        assert_eq!(
+            reason(r#"{"type":"connect","ts":1,"server":7,"session":"s"}"#),
+            "bad_type:server"
+        );
+        assert_eq!(
+            reason(r#"{"type":"server","ts":1,"server":"a","capacity":0}"#),
+            "bad_value:capacity"
+        );
+        assert_eq!(
+            reason(r#"{"type":"server","ts":1,"server":"a","capacity":1.5}"#),
+            "bad_type:capacity"
+        );
+        assert_eq!(
+            reason(r#"{"type":"server","ts":1,"server":"a","state":"sideways"}"#),
+            "bad_value:state"
+        );
+        assert_eq!(
+            reason(r#"{"type":"disconnect","ts":1,"server":"a","session":"s","bytes_out":-1}"#),
+            "bad_value:bytes_out"
+        );
+        assert_eq!(reason(r#"{"type":5,"ts":1,"server":"a"}"#), "bad_type:type");
+        assert_eq!(
+            decode(b"{\"type\":\"reject\",\"ts\":1,\"server\":\"\xff\"}").unwrap_err(),
+            Reason::InvalidUtf8
+        );
+        // A type error is not reported when the JSON itself is broken.
+        assert_eq!(reason(r#"{"type":"latency","rtt_ms":"x","#), "invalid_json");
+    }
+
+    #[test]
+    fn null_means_absent() {
+        let e = decode(br#"{"type":"reject","ts":1,"server":"a","user":null}"#).unwrap();
+        assert_eq!(e.user, None);
+        assert_eq!(
+            reason(r#"{"type":"reject","ts":null,"server":"a"}"#),
+            "missing_field:ts"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let deep = format!(
+            r#"{{"type":"reject","ts":1,"server":"a","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(decode(deep.as_bytes()).is_ok());
+        let broken = "[".repeat(100_000);
+        assert_eq!(decode(broken.as_bytes()).unwrap_err(), Reason::InvalidJson);
+    }
+
+    #[test]
+    fn rfc3339_round_trip_and_offsets() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2020-03-17T09:30:00+01:00"),
+            Some(1_584_433_800_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2020-03-17t08:30:00.123456z"),
+            Some(1_584_433_800_123)
+        );
+        assert_eq!(parse_rfc3339_ms("2020-02-30T00:00:00Z"), None);
+        assert_eq!(
+            parse_rfc3339_ms("2020-02-29T00:00:00Z")
+                .map(format_rfc3339_ms)
+                .as_deref(),
+            Some("2020-02-29T00:00:00.000Z")
+        );
+        for ms in [0, 1_584_433_800_123, MAX_TS_MS, 951_782_400_000] {
+            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+    }
+
+    #[test]
+    fn columns_build_a_batch() {
+        let mut cols = EventColumns::with_capacity(4);
+        cols.push(
+            &decode(br#"{"type":"reject","ts":1,"server":"a","reason":"capacity"}"#).unwrap(),
+        );
+        let batch = cols.finish();
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.schema(), events_schema());
+        assert!(cols.is_empty());
+    }
+}

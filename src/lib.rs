@@ -1,0 +1,26 @@
+//! gatewatch: a connection-telemetry stream processor for remote-access gateways.
+//!
+//! Data flows one way; a module uses only those to its left:
+//!
+//! ```text
+//! event (schema, decode) -> ingest (file, dead letters) -> state (sessions, concurrency,
+//!     latency, events) -> sql (tables, hdr_* functions) -> output / app (wiring) / cli
+//! ```
+//!
+//! - [`event`]: bytes to a typed event or a stable rejection reason; the `events` Arrow schema.
+//! - [`ingest`]: NDJSON read in blocks and decoded on every core, delivered in order.
+//! - [`state`]: the engine: exact sessions and concurrency in event time, minute HdrHistograms,
+//!   accepted events as Arrow batches; immutable snapshots for readers.
+//! - [`sql`]: DataFusion over a snapshot, read-only.
+//! - [`app`]: wiring for the subcommands; [`sim`]: the synthetic traffic generator.
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod ingest;
+pub mod output;
+pub mod sim;
+pub mod sql;
+pub mod state;

@@ -1,0 +1,378 @@
+//! The scenario generator: deterministic synthetic gateway traffic as NDJSON.
+//!
+//! Owns: the `march-2020` story. A 150-seat pilot on 6 servers; the week of 9 March ramps to
+//! 400–450 users; from 17 March 600–700 users, most connecting between 08:00 and 09:30 (UTC), so
+//! servers fill, connects are rejected and retried, and `setup_ms`/`rtt_ms` climb with load;
+//! a few percent of token failures; spare servers gw-07/08 on 18–19 March; gw-04 crashes on the
+//! morning of 18 March; Customer Care on softphones (with jitter) from 23 March; gw-09/10 and new
+//! recruits in April. Every event has an `id`; output is sorted by time. It is a simulation, not
+//! a model of any real bank: the numbers are chosen to make the contention visible.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use anyhow::Context;
+
+use crate::cli::SimulateArgs;
+use crate::event::{format_rfc3339_ms, parse_rfc3339_ms};
+
+/// SplitMix64: small, fast, and the same on every platform.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform integer in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u = self.f64().max(1e-12);
+        let v = self.f64();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+const DAY: i64 = 86_400_000;
+const MIN: i64 = 60_000;
+const SITES: [&str; 4] = ["gland", "zurich", "geneva", "lausanne"];
+const OSES: [(&str, f64); 5] = [
+    ("windows-10", 0.55),
+    ("windows-7", 0.2),
+    ("macos", 0.15),
+    ("ubuntu-18.04", 0.07),
+    ("ios", 0.03),
+];
+
+fn day_of(date: &str) -> i64 {
+    parse_rfc3339_ms(&format!("{date}T00:00:00Z")).expect("valid date") / DAY
+}
+
+/// Who works and on what, on a given day.
+struct DayPlan {
+    users: usize,
+    servers: Vec<(String, u32)>,
+    softphone_share: f64,
+    storm: bool,
+}
+
+fn plan(day: i64) -> DayPlan {
+    let d = |s: &str| day_of(s);
+    let mut servers: Vec<(String, u32)> = (1..=6).map(|i| (format!("gw-{i:02}"), 25)).collect();
+    let users;
+    if day < d("2020-03-09") {
+        users = 150;
+    } else if day < d("2020-03-17") {
+        users = 300 + ((day - d("2020-03-09")) * 25).min(150) as usize;
+        servers.iter_mut().for_each(|s| s.1 = 80);
+    } else {
+        users = if day < d("2020-04-01") {
+            680
+        } else {
+            700 + ((day - d("2020-04-01")) * 3).min(60) as usize
+        };
+        servers.iter_mut().for_each(|s| s.1 = 100);
+        if day >= d("2020-03-19") {
+            servers.push(("gw-07".into(), 100));
+            servers.push(("gw-08".into(), 100));
+        }
+        if day >= d("2020-04-02") {
+            servers.push(("gw-09".into(), 100));
+            servers.push(("gw-10".into(), 100));
+        }
+    }
+    DayPlan {
+        users,
+        servers,
+        softphone_share: if day >= d("2020-03-23") { 0.15 } else { 0.0 },
+        storm: day >= d("2020-03-17"),
+    }
+}
+
+/// Writes the scenario to `args.out`.
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let start = parse_rfc3339_ms(&format!("{}T00:00:00Z", args.start)).with_context(|| {
+        format!(
+            "--start {:?} is not a date; write it as YYYY-MM-DD",
+            args.start
+        )
+    })?;
+    if args.days == 0 {
+        anyhow::bail!("--days must be at least 1");
+    }
+    let f = File::create(&args.out).with_context(|| {
+        format!(
+            "cannot create {}; check that its directory exists",
+            args.out.display()
+        )
+    })?;
+    let mut out = BufWriter::with_capacity(1 << 20, f);
+    let mut n = 0u64;
+    for d in 0..args.days as i64 {
+        n += generate_day(start / DAY + d, args.seed, &mut out)?;
+    }
+    out.flush()?;
+    eprintln!("simulate: wrote {n} events to {}", args.out.display());
+    Ok(())
+}
+
+struct Ev {
+    ts: i64,
+    line: String,
+}
+
+/// One day of events, sorted by time, written as NDJSON. Returns the count.
+pub fn generate_day(day: i64, seed: u64, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(day as u64));
+    let p = plan(day);
+    let t0 = day * DAY;
+    let mut evs: Vec<Ev> = Vec::with_capacity(p.users * 500);
+    let mut id = 0u64;
+    let mut next_id = || {
+        id += 1;
+        format!("{seed:x}-{day}-{id}")
+    };
+    let ts_str = |t: i64| format_rfc3339_ms(t);
+
+    // Servers announce themselves at midnight; spares come up at 10:00 on their first day.
+    let prev = plan(day - 1);
+    for (name, cap) in &p.servers {
+        let new_today = !prev.servers.iter().any(|(n, _)| n == name) && day > day_of("2020-03-17");
+        let t = if new_today { t0 + 10 * 60 * MIN } else { t0 };
+        evs.push(Ev {
+            ts: t,
+            line: format!(r#"{{"type":"server","ts":"{}","server":"{name}","capacity":{cap},"state":"up","id":"{}"}}"#, ts_str(t), next_id()),
+        });
+    }
+    let crash = (day == day_of("2020-03-18")).then_some((
+        "gw-04",
+        t0 + 9 * 60 * MIN + 12 * MIN,
+        t0 + 9 * 60 * MIN + 25 * MIN,
+    ));
+    if let Some((srv, down, up)) = crash {
+        evs.push(Ev {
+            ts: down,
+            line: format!(
+                r#"{{"type":"server","ts":"{}","server":"{srv}","state":"down","id":"{}"}}"#,
+                ts_str(down),
+                next_id()
+            ),
+        });
+        evs.push(Ev {
+            ts: up,
+            line: format!(
+                r#"{{"type":"server","ts":"{}","server":"{srv}","state":"up","id":"{}"}}"#,
+                ts_str(up),
+                next_id()
+            ),
+        });
+    }
+
+    // Connection attempts, processed in time order against server capacity.
+    let weekday = (day + 4).rem_euclid(7) < 5; // 1970-01-01 was a Thursday
+    let mut attempts: BinaryHeap<Reverse<(i64, usize, u32)>> = BinaryHeap::new();
+    struct User {
+        name: String,
+        site: &'static str,
+        os: &'static str,
+        app: &'static str,
+        work_ms: i64,
+    }
+    let mut users = Vec::with_capacity(p.users);
+    for u in 0..p.users {
+        if !weekday && rng.f64() > 0.05 {
+            continue;
+        }
+        if rng.f64() < 0.04 {
+            continue; // off sick or on leave
+        }
+        let site = SITES[(u * 7 + 3) % SITES.len()];
+        let mut r = rng.f64();
+        let os = OSES
+            .iter()
+            .find(|(_, w)| {
+                r -= w;
+                r < 0.0
+            })
+            .map_or("windows-10", |o| o.0);
+        let app = if rng.f64() < p.softphone_share {
+            "softphone"
+        } else if rng.f64() < 0.2 {
+            "vdi"
+        } else {
+            "vpn"
+        };
+        let arrive = if p.storm && rng.f64() < 0.8 {
+            8.5 * 60.0 + rng.normal() * 22.0
+        } else {
+            7.0 * 60.0 + rng.f64() * 4.0 * 60.0
+        };
+        let arrive = t0
+            + (arrive.clamp(5.0 * 60.0, 18.0 * 60.0) * MIN as f64) as i64
+            + rng.below(60_000) as i64;
+        let work_ms = ((7.5 + rng.normal() * 1.0).clamp(2.0, 11.0) * 60.0 * MIN as f64) as i64;
+        attempts.push(Reverse((arrive, users.len(), 0)));
+        users.push(User {
+            name: format!("u{u:04}"),
+            site,
+            os,
+            app,
+            work_ms,
+        });
+    }
+    let mut active: Vec<BinaryHeap<Reverse<i64>>> =
+        p.servers.iter().map(|_| BinaryHeap::new()).collect();
+    let mut rr = rng.below(p.servers.len() as u64) as usize;
+    let mut session_no = 0u64;
+    while let Some(Reverse((t, ui, tries))) = attempts.pop() {
+        let user = &users[ui];
+        // DNS round robin, skipping servers not yet up or crashed.
+        let mut si = rr % p.servers.len();
+        rr += 1;
+        for _ in 0..p.servers.len() {
+            let (name, _) = &p.servers[si];
+            let up_from =
+                if !prev.servers.iter().any(|(n, _)| n == name) && day > day_of("2020-03-17") {
+                    t0 + 10 * 60 * MIN
+                } else {
+                    t0
+                };
+            let crashed = crash.is_some_and(|(s, d, u)| s == name && t >= d && t < u);
+            if t >= up_from && !crashed {
+                break;
+            }
+            si = (si + 1) % p.servers.len();
+        }
+        let (server, cap) = (&p.servers[si].0, p.servers[si].1);
+        while active[si].peek().is_some_and(|Reverse(end)| *end <= t) {
+            active[si].pop();
+        }
+        let load = active[si].len() as f64 / cap as f64;
+        if rng.f64() < 0.03 {
+            let reason = ["bad_otp", "bad_otp", "expired_token", "locked"][rng.below(4) as usize];
+            evs.push(Ev { ts: t, line: format!(r#"{{"type":"auth_fail","ts":"{}","server":"{server}","user":"{}","site":"{}","reason":"{reason}","id":"{}"}}"#, ts_str(t), user.name, user.site, next_id()) });
+            if tries < 5 {
+                attempts.push(Reverse((
+                    t + 20_000 + rng.below(60_000) as i64,
+                    ui,
+                    tries + 1,
+                )));
+            }
+            continue;
+        }
+        if active[si].len() as u32 >= cap {
+            evs.push(Ev { ts: t, line: format!(r#"{{"type":"reject","ts":"{}","server":"{server}","user":"{}","site":"{}","reason":"capacity","id":"{}"}}"#, ts_str(t), user.name, user.site, next_id()) });
+            if tries < 30 {
+                attempts.push(Reverse((
+                    t + 30_000 + rng.below(90_000) as i64,
+                    ui,
+                    tries + 1,
+                )));
+            }
+            continue;
+        }
+        session_no += 1;
+        let sid = format!("{server}-{day}-{session_no}");
+        let setup = 350.0 + rng.f64() * 250.0 + 4000.0 * load.powi(3) * (0.5 + rng.f64());
+        let mut end = t + user.work_ms;
+        let mut reason = if rng.f64() < 0.9 {
+            "user"
+        } else if rng.f64() < 0.5 {
+            "idle"
+        } else {
+            "error"
+        };
+        let mut ended_by_crash = false;
+        if let Some((s, d, _)) = crash {
+            if s == server && t < d && end > d {
+                end = d;
+                ended_by_crash = true;
+                // The user comes back once the server is gone from rotation.
+                attempts.push(Reverse((
+                    d + 30_000 + rng.below(120_000) as i64,
+                    ui,
+                    tries + 1,
+                )));
+            }
+        }
+        active[si].push(Reverse(end));
+        evs.push(Ev { ts: t, line: format!(r#"{{"type":"connect","ts":"{}","server":"{server}","session":"{sid}","user":"{}","site":"{}","os":"{}","app":"{}","setup_ms":{setup:.1},"id":"{}"}}"#, ts_str(t), user.name, user.site, user.os, user.app, next_id()) });
+        // A latency sample about once a minute.
+        let base_rtt = 18.0 + (ui % 4) as f64 * 6.0;
+        let mut s = t + 20_000 + rng.below(40_000) as i64;
+        while s < end {
+            let busy = if p.storm && (s - t0) > 8 * 60 * MIN && (s - t0) < 10 * 60 * MIN {
+                1.0
+            } else {
+                0.4
+            };
+            let rtt = base_rtt
+                + rng.f64() * 8.0
+                + 90.0 * (load * busy).powi(4) * rng.f64()
+                + if rng.f64() < 0.01 { 150.0 } else { 0.0 };
+            let extra = if user.app == "softphone" {
+                format!(
+                    r#","jitter_ms":{:.1},"loss_pct":{:.2}"#,
+                    2.0 + rng.f64() * 6.0 + 25.0 * (load * busy).powi(4),
+                    rng.f64() * 0.5 * busy
+                )
+            } else {
+                String::new()
+            };
+            evs.push(Ev { ts: s, line: format!(r#"{{"type":"latency","ts":"{}","server":"{server}","session":"{sid}","rtt_ms":{rtt:.1}{extra},"id":"{}"}}"#, ts_str(s), next_id()) });
+            s += 50_000 + rng.below(20_000) as i64;
+        }
+        if !ended_by_crash {
+            if rng.f64() < 0.02 {
+                reason = "error";
+            }
+            let bytes_in = 5_000_000 + rng.below(400_000_000);
+            evs.push(Ev { ts: end, line: format!(r#"{{"type":"disconnect","ts":"{}","server":"{server}","session":"{sid}","reason":"{reason}","bytes_in":{bytes_in},"bytes_out":{},"id":"{}"}}"#, ts_str(end), bytes_in / 4, next_id()) });
+        }
+    }
+    evs.sort_by_key(|e| e.ts);
+    for e in &evs {
+        out.write_all(e.line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    Ok(evs.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_decodable() {
+        let day = day_of("2020-03-18");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let n = generate_day(day, 7, &mut a).unwrap();
+        generate_day(day, 7, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(n > 100_000, "a storm day has {n} events");
+        for line in a.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            crate::event::decode(line).unwrap();
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The six tables of DESIGN §2 as DataFusion table providers over one [`Snapshot`].
+//!
+//! Owns: the column names, types and meaning of `events`, `sessions`, `concurrency`, `latency`,
+//! `servers` and `alerts`. A table's batches are built from the snapshot when a query scans it,
+//! so a query that reads only `latency` pays nothing for `concurrency`.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use hdrhistogram::Histogram;
+
+use crate::event::{events_schema, ts_type};
+use crate::state::latency::{self, Metric};
+use crate::state::{timeline, Snapshot};
+
+/// The tables gatewatch serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Every accepted event in retention.
+    Events,
+    /// Every session in retention.
+    Sessions,
+    /// One row per server per second.
+    Concurrency,
+    /// One row per server per metric per minute.
+    Latency,
+    /// The live per-server view.
+    Servers,
+    /// Alert transitions.
+    Alerts,
+}
+
+impl Table {
+    /// All tables.
+    pub const ALL: [Table; 6] = [
+        Table::Events,
+        Table::Sessions,
+        Table::Concurrency,
+        Table::Latency,
+        Table::Servers,
+        Table::Alerts,
+    ];
+
+    /// SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Sessions => "sessions",
+            Table::Concurrency => "concurrency",
+            Table::Latency => "latency",
+            Table::Servers => "servers",
+            Table::Alerts => "alerts",
+        }
+    }
+
+    /// Column layout.
+    pub fn schema(self) -> SchemaRef {
+        let ts = |n: &str, null: bool| Field::new(n, ts_type(), null);
+        let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+        let i = |n: &str, null: bool| Field::new(n, DataType::Int64, null);
+        let f = |n: &str| Field::new(n, DataType::Float64, true);
+        let fields = match self {
+            Table::Events => return events_schema(),
+            Table::Sessions => vec![
+                s("session", false),
+                s("server", false),
+                s("user", true),
+                s("site", true),
+                s("os", true),
+                s("app", true),
+                ts("started", false),
+                ts("ended", true),
+                s("end_reason", true),
+                f("duration_s"),
+                f("setup_ms"),
+            ],
+            Table::Concurrency => vec![
+                ts("ts", false),
+                s("server", false),
+                i("sessions", false),
+                i("peak", false),
+                i("connects", false),
+                i("disconnects", false),
+                i("rejects", false),
+                i("capacity", true),
+            ],
+            Table::Latency => vec![
+                ts("minute", false),
+                s("server", false),
+                s("metric", false),
+                i("count", false),
+                f("p50"),
+                f("p90"),
+                f("p99"),
+                f("max"),
+                Field::new("hist", DataType::Binary, false),
+            ],
+            Table::Servers => vec![
+                s("server", false),
+                s("site", true),
+                s("state", true),
+                i("capacity", true),
+                i("active", false),
+                i("peak_today", false),
+                f("utilisation"),
+                f("rtt_p50"),
+                f("rtt_p99"),
+            ],
+            Table::Alerts => vec![
+                ts("ts", false),
+                s("rule", false),
+                s("key", false),
+                s("server", true),
+                s("state", false),
+                s("severity", true),
+                f("value"),
+                f("threshold"),
+                ts("since", true),
+                s("labels", true),
+                s("id", false),
+            ],
+        };
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Builds the table's rows from a snapshot.
+    pub fn batches(self, snap: &Snapshot) -> Vec<RecordBatch> {
+        match self {
+            Table::Events => snap.events.clone(),
+            Table::Sessions => vec![sessions(snap)],
+            Table::Concurrency => concurrency(snap),
+            Table::Latency => vec![latency_rows(snap)],
+            Table::Servers => vec![servers(snap)],
+            Table::Alerts => vec![],
+        }
+    }
+}
+
+fn batch(table: Table, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(table.schema(), columns).expect("columns match the table schema")
+}
+
+fn ts_builder(n: usize) -> TimestampMillisecondBuilder {
+    TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC")
+}
+
+fn sessions(snap: &Snapshot) -> RecordBatch {
+    let n: usize = snap.servers.iter().map(|s| s.sessions.len()).sum();
+    let mut session = StringBuilder::with_capacity(n, n * 12);
+    let mut server = StringBuilder::with_capacity(n, n * 6);
+    let (mut user, mut site, mut os, mut app) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut started, mut ended) = (ts_builder(n), ts_builder(n));
+    let mut reason = StringBuilder::new();
+    let (mut duration, mut setup) = (
+        Float64Builder::with_capacity(n),
+        Float64Builder::with_capacity(n),
+    );
+    for srv in &snap.servers {
+        for s in &srv.sessions {
+            session.append_value(&s.session);
+            server.append_value(&srv.name);
+            user.append_option(s.user.as_deref());
+            site.append_option(s.site.as_deref());
+            os.append_option(s.os.as_deref());
+            app.append_option(s.app.as_deref());
+            started.append_value(s.started);
+            ended.append_option(s.ended);
+            reason.append_option(s.end_reason.as_ref().map(|r| r.as_str()));
+            duration.append_option(s.ended.map(|e| (e - s.started) as f64 / 1000.0));
+            setup.append_option(s.setup_ms);
+        }
+    }
+    batch(
+        Table::Sessions,
+        vec![
+            Arc::new(session.finish()),
+            Arc::new(server.finish()),
+            Arc::new(user.finish()),
+            Arc::new(site.finish()),
+            Arc::new(os.finish()),
+            Arc::new(app.finish()),
+            Arc::new(started.finish()),
+            Arc::new(ended.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(duration.finish()),
+            Arc::new(setup.finish()),
+        ],
+    )
+}
+
+fn concurrency(snap: &Snapshot) -> Vec<RecordBatch> {
+    let (Some(now), Some(horizon)) = (snap.now_ms, snap.horizon_ms()) else {
+        return vec![];
+    };
+    snap.servers
+        .iter()
+        .filter_map(|srv| {
+            let rows = timeline::seconds(srv, now, horizon);
+            if rows.is_empty() {
+                return None;
+            }
+            let n = rows.len();
+            let mut ts = ts_builder(n);
+            let mut server = StringBuilder::with_capacity(n, n * srv.name.len());
+            let mut cols: [Int64Builder; 5] =
+                std::array::from_fn(|_| Int64Builder::with_capacity(n));
+            let mut capacity = Int64Builder::with_capacity(n);
+            for r in &rows {
+                ts.append_value(r.ts);
+                server.append_value(&srv.name);
+                cols[0].append_value(r.sessions as i64);
+                cols[1].append_value(r.peak as i64);
+                cols[2].append_value(r.connects as i64);
+                cols[3].append_value(r.disconnects as i64);
+                cols[4].append_value(r.rejects as i64);
+                capacity.append_option(r.capacity.map(i64::from));
+            }
+            let [mut a, mut b, mut c, mut d, mut e] = cols;
+            Some(batch(
+                Table::Concurrency,
+                vec![
+                    Arc::new(ts.finish()),
+                    Arc::new(server.finish()),
+                    Arc::new(a.finish()),
+                    Arc::new(b.finish()),
+                    Arc::new(c.finish()),
+                    Arc::new(d.finish()),
+                    Arc::new(e.finish()),
+                    Arc::new(capacity.finish()),
+                ],
+            ))
+        })
+        .collect()
+}
+
+fn latency_rows(snap: &Snapshot) -> RecordBatch {
+    let horizon = snap.horizon_ms().unwrap_or(i64::MIN);
+    let mut minute = ts_builder(0);
+    let (mut server, mut metric) = (StringBuilder::new(), StringBuilder::new());
+    let mut count = Int64Builder::new();
+    let mut q: [Float64Builder; 4] = std::array::from_fn(|_| Float64Builder::new());
+    let mut hist = BinaryBuilder::new();
+    for srv in &snap.servers {
+        for (mi, m) in Metric::ALL.iter().enumerate() {
+            for s in srv.latency[mi]
+                .iter()
+                .filter(|s| s.minute_ms + 60_000 > horizon && s.count > 0)
+            {
+                minute.append_value(s.minute_ms);
+                server.append_value(&srv.name);
+                metric.append_value(m.as_str());
+                count.append_value(s.count as i64);
+                q[0].append_value(s.p50);
+                q[1].append_value(s.p90);
+                q[2].append_value(s.p99);
+                q[3].append_value(s.max);
+                hist.append_value(&s.hist);
+            }
+        }
+    }
+    let [mut p50, mut p90, mut p99, mut max] = q;
+    batch(
+        Table::Latency,
+        vec![
+            Arc::new(minute.finish()),
+            Arc::new(server.finish()),
+            Arc::new(metric.finish()),
+            Arc::new(count.finish()),
+            Arc::new(p50.finish()),
+            Arc::new(p90.finish()),
+            Arc::new(p99.finish()),
+            Arc::new(max.finish()),
+            Arc::new(hist.finish()),
+        ],
+    )
+}
+
+/// `rtt_p50`/`rtt_p99` window of the `servers` table: the current minute and the 4 before it.
+const SERVERS_RTT_MINUTES: i64 = 5;
+
+fn servers(snap: &Snapshot) -> RecordBatch {
+    let n = snap.servers.len();
+    let (mut server, mut site, mut state) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut capacity, mut active, mut peak_today) = (
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+    );
+    let (mut util, mut p50, mut p99) = (
+        Float64Builder::new(),
+        Float64Builder::new(),
+        Float64Builder::new(),
+    );
+    for srv in &snap.servers {
+        let (act, peak) = match snap.now_ms {
+            Some(now) => {
+                let day_start = now - now.rem_euclid(86_400_000);
+                let rows = timeline::seconds(srv, now, day_start);
+                (
+                    rows.last().map_or(0, |r| r.sessions),
+                    rows.iter().map(|r| r.peak).max().unwrap_or(0),
+                )
+            }
+            None => (0, 0),
+        };
+        let cap = srv.capacity();
+        server.append_value(&srv.name);
+        site.append_option(srv.site.as_deref());
+        state.append_option(srv.state.map(|s| s.as_str()).or(srv.first_ts.map(|_| "up")));
+        capacity.append_option(cap.map(i64::from));
+        active.append_value(act as i64);
+        peak_today.append_value(peak as i64);
+        util.append_option(cap.map(|c| act as f64 / c as f64));
+        let mut merged: Option<Histogram<u64>> = None;
+        if let Some(now) = snap.now_ms {
+            let from = now - now.rem_euclid(60_000) - (SERVERS_RTT_MINUTES - 1) * 60_000;
+            for s in srv.latency[0].iter().filter(|s| s.minute_ms >= from) {
+                if let Ok(h) = latency::decode(&s.hist) {
+                    match &mut merged {
+                        None => merged = Some(h),
+                        Some(m) => {
+                            let _ = m.add(&h);
+                        }
+                    }
+                }
+            }
+        }
+        let merged = merged.filter(|h| !h.is_empty());
+        p50.append_option(
+            merged
+                .as_ref()
+                .map(|h| latency::us_to_ms(h.value_at_quantile(0.5))),
+        );
+        p99.append_option(
+            merged
+                .as_ref()
+                .map(|h| latency::us_to_ms(h.value_at_quantile(0.99))),
+        );
+    }
+    batch(
+        Table::Servers,
+        vec![
+            Arc::new(server.finish()),
+            Arc::new(site.finish()),
+            Arc::new(state.finish()),
+            Arc::new(capacity.finish()),
+            Arc::new(active.finish()),
+            Arc::new(peak_today.finish()),
+            Arc::new(util.finish()),
+            Arc::new(p50.finish()),
+            Arc::new(p99.finish()),
+        ],
+    )
+}
+
+/// A table over one snapshot; rows are built on first scan and reused by later scans of the
+/// same query (self-joins).
+pub struct SnapshotTable {
+    table: Table,
+    snapshot: Arc<Snapshot>,
+    built: OnceLock<Vec<RecordBatch>>,
+}
+
+impl SnapshotTable {
+    /// A provider for `table` over `snapshot`.
+    pub fn new(table: Table, snapshot: Arc<Snapshot>) -> Self {
+        SnapshotTable {
+            table,
+            snapshot,
+            built: OnceLock::new(),
+        }
+    }
+}
+
+impl fmt::Debug for SnapshotTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SnapshotTable({})", self.table.name())
+    }
+}
+
+#[async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batches = self
+            .built
+            .get_or_init(|| self.table.batches(&self.snapshot));
+        // Spread batches over the configured partitions so scans use every core.
+        let parts = state.config().target_partitions().max(1);
+        let mut partitions: Vec<Vec<RecordBatch>> =
+            vec![Vec::new(); parts.min(batches.len()).max(1)];
+        let k = partitions.len();
+        for (i, b) in batches.iter().enumerate() {
+            partitions[i % k].push(b.clone());
+        }
+        let exec =
+            MemorySourceConfig::try_new_exec(&partitions, self.schema(), projection.cloned())?;
+        Ok(exec)
+    }
+}

@@ -1,0 +1,932 @@
+//! All mutable telemetry state: sessions, concurrency, latency histograms, accepted events.
+//!
+//! Owns: the semantics of DESIGN §1 (duplicates, lateness, session lifecycle, timeouts, server
+//! state and capacity) and the immutable [`Snapshot`]s that every reader gets. Knows nothing of
+//! Kafka, files, SQL or HTTP: it takes decoded batches and gives snapshots.
+//!
+//! How exactness is kept with out-of-order input:
+//! - On arrival each event is checked for a repeated `id` and for lateness against the newest
+//!   event of its server. What passes is accepted: its row is kept for the `events` table, its
+//!   latency samples go into the minute histograms and rejects into per-second counts at once
+//!   (these do not depend on order).
+//! - Events that change sessions or the server (connect, disconnect, latency, server) also go
+//!   into the server's reorder buffer, and are applied in event-time order once the server's
+//!   watermark (newest event minus `allowed_lateness`) has passed them. Nothing accepted later can
+//!   sort before them, so the order they are applied in is the event-time order, exactly.
+//! - A snapshot applies the still-buffered events to a copy of the open sessions, so live gauges
+//!   never wait for the lateness window.
+//! - Concurrency is not counted incrementally: it is swept from the sessions' intervals when a
+//!   snapshot is read (see [`timeline`]), so it cannot drift.
+
+pub mod events;
+pub mod latency;
+pub mod timeline;
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::TimestampMillisecondType;
+use rustc_hash::FxHashMap;
+
+use crate::config::EngineConfig;
+use crate::event::{col, EventType, Reason, ServerState};
+use events::EventStore;
+use latency::{Metric, MinuteSeries, MinuteSummary};
+
+/// Counts of what the engine did with its input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events accepted (applied and kept).
+    pub accepted: u64,
+    /// Accepted events by type, in [`EventType`] order.
+    pub by_type: BTreeMap<&'static str, u64>,
+    /// Inputs rejected, by reason (decode failures and `late`).
+    pub rejected: BTreeMap<Reason, u64>,
+    /// Events dropped because their `id` was seen before.
+    pub duplicates: u64,
+    /// A `connect` for a session already active.
+    pub duplicate_connects: u64,
+    /// A `disconnect` or `latency` for a session not active.
+    pub orphans: u64,
+}
+
+impl Counters {
+    /// All rejected inputs.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// The one-line summary `replay` prints.
+    pub fn summary_line(&self) -> String {
+        let mut s = format!(
+            "accepted {}, rejected {}",
+            self.accepted,
+            self.rejected_total()
+        );
+        if !self.rejected.is_empty() {
+            let parts: Vec<String> = self
+                .rejected
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
+            s += &format!(" ({})", parts.join(", "));
+        }
+        s += &format!(
+            ", duplicates {}, late {}, orphans {}, duplicate connects {}",
+            self.duplicates,
+            self.rejected.get(&Reason::Late).copied().unwrap_or(0),
+            self.orphans,
+            self.duplicate_connects
+        );
+        s
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// A `disconnect` event, with its `reason` if it had one.
+    Disconnect(Option<Arc<str>>),
+    /// Its server announced `state: down`.
+    ServerDown,
+    /// No event for `session_timeout`.
+    Expired,
+}
+
+impl EndReason {
+    /// The `sessions.end_reason` value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EndReason::Disconnect(Some(r)) => r,
+            EndReason::Disconnect(None) => "disconnect",
+            EndReason::ServerDown => "server_down",
+            EndReason::Expired => "expired",
+        }
+    }
+}
+
+/// A session in a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// Session id.
+    pub session: Arc<str>,
+    /// Connect time, epoch ms.
+    pub started: i64,
+    /// End time, or None while active.
+    pub ended: Option<i64>,
+    /// Why it ended.
+    pub end_reason: Option<EndReason>,
+    /// Descriptive fields from the connect.
+    pub user: Option<Arc<str>>,
+    /// Site of the user.
+    pub site: Option<Arc<str>>,
+    /// Client OS.
+    pub os: Option<Arc<str>>,
+    /// Application.
+    pub app: Option<Arc<str>>,
+    /// Tunnel setup time of the connect.
+    pub setup_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Active {
+    start: i64,
+    last_seen: i64,
+    user: Option<Arc<str>>,
+    site: Option<Arc<str>>,
+    os: Option<Arc<str>>,
+    app: Option<Arc<str>>,
+    setup_ms: Option<f64>,
+}
+
+impl Active {
+    fn expiry(&self, timeout: i64) -> i64 {
+        self.last_seen.saturating_add(timeout)
+    }
+
+    fn close(self, session: Arc<str>, end: i64, reason: EndReason) -> SessionRow {
+        SessionRow {
+            session,
+            started: self.start,
+            ended: Some(end),
+            end_reason: Some(reason),
+            user: self.user,
+            site: self.site,
+            os: self.os,
+            app: self.app,
+            setup_ms: self.setup_ms,
+        }
+    }
+}
+
+/// Typed columns of one decoded batch, shared by the reorder buffer entries that point into it.
+pub struct ChunkView {
+    kinds: Vec<EventType>,
+    ts: arrow::buffer::ScalarBuffer<i64>,
+    server: StringArray,
+    session: StringArray,
+    user: StringArray,
+    site: StringArray,
+    os: StringArray,
+    app: StringArray,
+    setup_ms: Float64Array,
+    rtt_ms: Float64Array,
+    jitter_ms: Float64Array,
+    reason: StringArray,
+    id: StringArray,
+    capacity: Int64Array,
+    state: StringArray,
+}
+
+fn opt_str(a: &StringArray, row: usize) -> Option<&str> {
+    a.is_valid(row).then(|| a.value(row))
+}
+
+fn opt_f64(a: &Float64Array, row: usize) -> Option<f64> {
+    a.is_valid(row).then(|| a.value(row))
+}
+
+impl ChunkView {
+    /// Wraps a batch with the `events` schema.
+    pub fn new(batch: &RecordBatch) -> ChunkView {
+        let s = |i: usize| batch.column(i).as_string::<i32>().clone();
+        let kinds = batch
+            .column(col::TYPE)
+            .as_string::<i32>()
+            .iter()
+            .map(|t| match t.unwrap_or("") {
+                "connect" => EventType::Connect,
+                "disconnect" => EventType::Disconnect,
+                "latency" => EventType::Latency,
+                "auth_fail" => EventType::AuthFail,
+                "reject" => EventType::Reject,
+                _ => EventType::Server,
+            })
+            .collect();
+        ChunkView {
+            kinds,
+            ts: batch
+                .column(col::TS)
+                .as_primitive::<TimestampMillisecondType>()
+                .values()
+                .clone(),
+            server: s(col::SERVER),
+            session: s(col::SESSION),
+            user: s(col::USER),
+            site: s(col::SITE),
+            os: s(col::OS),
+            app: s(col::APP),
+            setup_ms: batch.column(col::SETUP_MS).as_primitive().clone(),
+            rtt_ms: batch.column(col::RTT_MS).as_primitive().clone(),
+            jitter_ms: batch.column(col::JITTER_MS).as_primitive().clone(),
+            reason: s(col::REASON),
+            id: s(col::ID),
+            capacity: batch.column(col::CAPACITY).as_primitive().clone(),
+            state: s(col::STATE),
+        }
+    }
+}
+
+/// An accepted event waiting in its server's reorder buffer.
+struct Pending {
+    ts: i64,
+    rank: u8,
+    seq: u64,
+    chunk: Arc<ChunkView>,
+    row: u32,
+}
+
+impl Pending {
+    fn key(&self) -> (i64, u8, u64) {
+        (self.ts, self.rank, self.seq)
+    }
+}
+
+/// Within one millisecond: connects first (a session that connects at t counts at t), then
+/// samples, then disconnects, then server announcements (a `down` at t ends what is open at t).
+fn rank(kind: EventType) -> u8 {
+    match kind {
+        EventType::Connect => 0,
+        EventType::Latency => 1,
+        EventType::Disconnect => 2,
+        _ => 3,
+    }
+}
+
+/// Strings that repeat (users, sites, OSes, apps, reasons), shared rather than copied.
+#[derive(Default)]
+struct Interner {
+    map: FxHashMap<Box<str>, Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, s: Option<&str>) -> Option<Arc<str>> {
+        let s = s?;
+        if let Some(a) = self.map.get(s) {
+            return Some(a.clone());
+        }
+        let a: Arc<str> = s.into();
+        self.map.insert(s.into(), a.clone());
+        Some(a)
+    }
+
+    /// Forgets strings nothing else holds any more.
+    fn sweep(&mut self) {
+        self.map.retain(|_, a| Arc::strong_count(a) > 1);
+    }
+}
+
+/// The order-dependent part of a server: open sessions, capacity and state.
+#[derive(Clone, Default)]
+struct Book {
+    active: FxHashMap<Arc<str>, Active>,
+    capacity: Option<u32>,
+    state: Option<ServerState>,
+}
+
+/// Where ordered application writes what it produces.
+struct Sink<'a> {
+    closed: &'a mut Vec<SessionRow>,
+    capacity_changes: &'a mut Vec<(i64, Option<u32>)>,
+    interner: &'a mut Interner,
+    duplicate_connects: &'a mut u64,
+    orphans: &'a mut u64,
+}
+
+impl Book {
+    /// Applies one event, in event-time order.
+    fn apply(&mut self, p: &Pending, timeout: i64, out: &mut Sink<'_>) {
+        let c = &*p.chunk;
+        let row = p.row as usize;
+        let ts = p.ts;
+        match c.kinds[row] {
+            EventType::Connect => {
+                let sid = c.session.value(row);
+                if let Some(a) = self.active.get_mut(sid) {
+                    if a.expiry(timeout) > ts {
+                        a.last_seen = ts;
+                        *out.duplicate_connects += 1;
+                        return;
+                    }
+                    let (k, a) = self.active.remove_entry(sid).expect("present");
+                    let end = a.expiry(timeout);
+                    out.closed.push(a.close(k, end, EndReason::Expired));
+                }
+                let a = Active {
+                    start: ts,
+                    last_seen: ts,
+                    user: out.interner.get(opt_str(&c.user, row)),
+                    site: out.interner.get(opt_str(&c.site, row)),
+                    os: out.interner.get(opt_str(&c.os, row)),
+                    app: out.interner.get(opt_str(&c.app, row)),
+                    setup_ms: opt_f64(&c.setup_ms, row),
+                };
+                self.active.insert(sid.into(), a);
+            }
+            EventType::Disconnect => {
+                let sid = c.session.value(row);
+                match self.active.remove_entry(sid) {
+                    Some((k, a)) if a.expiry(timeout) <= ts => {
+                        let end = a.expiry(timeout);
+                        out.closed.push(a.close(k, end, EndReason::Expired));
+                        *out.orphans += 1;
+                    }
+                    Some((k, a)) => {
+                        let reason = out.interner.get(opt_str(&c.reason, row));
+                        out.closed
+                            .push(a.close(k, ts, EndReason::Disconnect(reason)));
+                    }
+                    None => *out.orphans += 1,
+                }
+            }
+            EventType::Latency => {
+                let sid = c.session.value(row);
+                match self.active.get_mut(sid) {
+                    Some(a) if a.expiry(timeout) > ts => a.last_seen = ts,
+                    Some(_) => {
+                        let (k, a) = self.active.remove_entry(sid).expect("present");
+                        let end = a.expiry(timeout);
+                        out.closed.push(a.close(k, end, EndReason::Expired));
+                        *out.orphans += 1;
+                    }
+                    None => *out.orphans += 1,
+                }
+            }
+            EventType::Server => {
+                if c.capacity.is_valid(row) {
+                    let cap = u32::try_from(c.capacity.value(row)).ok();
+                    self.capacity = cap;
+                    out.capacity_changes.push((ts, cap));
+                }
+                if let Some(state) = opt_str(&c.state, row).and_then(ServerState::parse) {
+                    self.state = Some(state);
+                    if state == ServerState::Down {
+                        for (k, a) in self.active.drain() {
+                            let exp = a.expiry(timeout);
+                            let row = if exp <= ts {
+                                a.close(k, exp, EndReason::Expired)
+                            } else {
+                                a.close(k, ts, EndReason::ServerDown)
+                            };
+                            out.closed.push(row);
+                        }
+                    }
+                }
+            }
+            EventType::AuthFail | EventType::Reject => {}
+        }
+    }
+
+    /// Closes sessions whose timeout has passed by `frontier`.
+    fn expire_through(&mut self, frontier: i64, timeout: i64, closed: &mut Vec<SessionRow>) {
+        let expired: Vec<Arc<str>> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.expiry(timeout) <= frontier)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            let a = self.active.remove(&k).expect("present");
+            let end = a.expiry(timeout);
+            closed.push(a.close(k, end, EndReason::Expired));
+        }
+    }
+}
+
+/// A pass-through hasher for keys that are already uniform hashes (xxh3-128 of event ids).
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// Event ids seen in retention, as 128-bit hashes (a collision is ~1e-26 likely at 10^7 ids).
+#[derive(Default)]
+struct Dedupe {
+    seen: HashSet<u128, BuildHasherDefault<PreHashed>>,
+    by_minute: BTreeMap<i64, Vec<u128>>,
+}
+
+impl Dedupe {
+    fn contains(&self, h: u128) -> bool {
+        self.seen.contains(&h)
+    }
+
+    fn insert(&mut self, h: u128, ts: i64) -> bool {
+        if !self.seen.insert(h) {
+            return false;
+        }
+        self.by_minute
+            .entry(ts.div_euclid(60_000))
+            .or_default()
+            .push(h);
+        true
+    }
+
+    fn evict_before(&mut self, horizon: i64) {
+        let keep = self.by_minute.split_off(&horizon.div_euclid(60_000));
+        for h in std::mem::replace(&mut self.by_minute, keep)
+            .into_values()
+            .flatten()
+        {
+            self.seen.remove(&h);
+        }
+    }
+}
+
+struct Server {
+    name: Arc<str>,
+    site: Option<Arc<str>>,
+    configured_capacity: Option<u32>,
+    first_ts: Option<i64>,
+    max_ts: Option<i64>,
+    dedupe: Dedupe,
+    pending: VecDeque<Pending>,
+    book: Book,
+    closed: Vec<SessionRow>,
+    capacity_changes: Vec<(i64, Option<u32>)>,
+    rejects: BTreeMap<i64, u32>,
+    latency: [MinuteSeries; 3],
+}
+
+impl Server {
+    fn new(name: &str, site: Option<&str>, capacity: Option<u32>) -> Server {
+        Server {
+            name: name.into(),
+            site: site.map(Into::into),
+            configured_capacity: capacity,
+            first_ts: None,
+            max_ts: None,
+            dedupe: Dedupe::default(),
+            pending: VecDeque::new(),
+            book: Book {
+                capacity,
+                ..Book::default()
+            },
+            closed: Vec::new(),
+            capacity_changes: Vec::new(),
+            rejects: BTreeMap::new(),
+            latency: Default::default(),
+        }
+    }
+
+    fn watermark(&self, lateness: i64) -> Option<i64> {
+        self.max_ts.map(|m| m - lateness)
+    }
+
+    fn push_pending(&mut self, p: Pending) {
+        match self.pending.back() {
+            Some(last) if last.key() > p.key() => {
+                let at = self.pending.partition_point(|q| q.key() <= p.key());
+                self.pending.insert(at, p);
+            }
+            _ => self.pending.push_back(p),
+        }
+    }
+
+    /// Applies buffered events up to `frontier` in order.
+    fn drain_through(
+        &mut self,
+        frontier: i64,
+        timeout: i64,
+        interner: &mut Interner,
+        counters: &mut Counters,
+    ) {
+        let mut sink = Sink {
+            closed: &mut self.closed,
+            capacity_changes: &mut self.capacity_changes,
+            interner,
+            duplicate_connects: &mut counters.duplicate_connects,
+            orphans: &mut counters.orphans,
+        };
+        while self.pending.front().is_some_and(|p| p.ts <= frontier) {
+            let p = self.pending.pop_front().expect("front exists");
+            self.book.apply(&p, timeout, &mut sink);
+        }
+        for series in &mut self.latency {
+            series.seal_through(frontier);
+        }
+    }
+}
+
+/// A server as of a snapshot.
+#[derive(Debug, Clone)]
+pub struct ServerSnapshot {
+    /// Server id.
+    pub name: Arc<str>,
+    /// Site, from config or the server's own events.
+    pub site: Option<Arc<str>>,
+    /// Announced state (None if never announced).
+    pub state: Option<ServerState>,
+    /// Capacity at the start of the record, before any change below.
+    pub base_capacity: Option<u32>,
+    /// Capacity changes in event time.
+    pub capacity_changes: Vec<(i64, Option<u32>)>,
+    /// First accepted event of the server, epoch ms.
+    pub first_ts: Option<i64>,
+    /// Newest accepted event of the server.
+    pub max_ts: Option<i64>,
+    /// Sessions in retention: closed ones and those still open.
+    pub sessions: Vec<SessionRow>,
+    /// Reject events per second (second start ms -> count).
+    pub rejects: Vec<(i64, u32)>,
+    /// Minute histograms per metric, in [`Metric::ALL`] order.
+    pub latency: [Vec<MinuteSummary>; 3],
+}
+
+impl ServerSnapshot {
+    /// Capacity in effect at `t`.
+    pub fn capacity_at(&self, t: i64) -> Option<u32> {
+        let i = self.capacity_changes.partition_point(|(ts, _)| *ts <= t);
+        if i == 0 {
+            self.base_capacity
+        } else {
+            self.capacity_changes[i - 1].1
+        }
+    }
+
+    /// The current capacity.
+    pub fn capacity(&self) -> Option<u32> {
+        self.capacity_at(i64::MAX)
+    }
+}
+
+/// An immutable view of all state, for SQL, alerts and HTTP.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Newest event time seen across all servers (None before any event).
+    pub now_ms: Option<i64>,
+    /// Configured retention.
+    pub retention_ms: i64,
+    /// Servers, sorted by name.
+    pub servers: Vec<ServerSnapshot>,
+    /// Accepted events in retention.
+    pub events: Vec<RecordBatch>,
+    /// Counters at the time of the snapshot.
+    pub counters: Counters,
+}
+
+impl Snapshot {
+    /// Oldest event time still in retention.
+    pub fn horizon_ms(&self) -> Option<i64> {
+        self.now_ms.map(|n| n - self.retention_ms)
+    }
+}
+
+/// What [`Engine::apply`] did with a batch.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Rows of the batch that were rejected as late (for the dead-letter sink).
+    pub late_rows: Vec<u32>,
+}
+
+/// The engine: apply decoded batches, read snapshots.
+pub struct Engine {
+    cfg: EngineConfig,
+    servers: Vec<Server>,
+    server_index: FxHashMap<Box<str>, usize>,
+    interner: Interner,
+    events: EventStore,
+    counters: Counters,
+    now_ms: Option<i64>,
+    seq: u64,
+    last_maintenance: i64,
+}
+
+impl Engine {
+    /// A new engine; servers from config are known (with capacity) before any event.
+    pub fn new(cfg: EngineConfig) -> Engine {
+        let mut e = Engine {
+            servers: Vec::new(),
+            server_index: FxHashMap::default(),
+            interner: Interner::default(),
+            events: EventStore::default(),
+            counters: Counters::default(),
+            now_ms: None,
+            seq: 0,
+            last_maintenance: i64::MIN,
+            cfg,
+        };
+        let configured: Vec<_> = e
+            .cfg
+            .servers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, sc) in configured {
+            e.server_index.insert(name.as_str().into(), e.servers.len());
+            e.servers
+                .push(Server::new(&name, sc.site.as_deref(), sc.capacity));
+        }
+        e
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts an input rejected before it reached the engine (decode errors).
+    pub fn count_rejected(&mut self, reason: Reason, n: u64) {
+        *self.counters.rejected.entry(reason).or_default() += n;
+    }
+
+    fn server_slot(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.server_index.get(name) {
+            return i;
+        }
+        let i = self.servers.len();
+        self.servers.push(Server::new(name, None, None));
+        self.server_index.insert(name.into(), i);
+        i
+    }
+
+    /// Applies a batch of decoded events (the `events` schema), in arrival order.
+    pub fn apply(&mut self, batch: &RecordBatch) -> Applied {
+        let n = batch.num_rows();
+        let mut applied = Applied::default();
+        if n == 0 {
+            return applied;
+        }
+        let view = Arc::new(ChunkView::new(batch));
+        let lateness = self.cfg.allowed_lateness_ms;
+        let mut keep = arrow::array::BooleanBufferBuilder::new(n);
+        let mut dropped = 0usize;
+        let mut touched: Vec<usize> = Vec::new();
+        let mut last_server: (&str, usize) = ("", usize::MAX);
+        for row in 0..n {
+            let ts = view.ts[row];
+            let kind = view.kinds[row];
+            let name = view.server.value(row);
+            let si = if last_server.1 != usize::MAX && last_server.0 == name {
+                last_server.1
+            } else {
+                let si = self.server_slot(name);
+                last_server = (name, si);
+                si
+            };
+            let srv = &mut self.servers[si];
+            let id_hash =
+                opt_str(&view.id, row).map(|id| xxhash_rust::xxh3::xxh3_128(id.as_bytes()));
+            let late = srv.max_ts.is_some_and(|m| ts < m - lateness);
+            if late {
+                if id_hash.is_some_and(|h| srv.dedupe.contains(h)) {
+                    self.counters.duplicates += 1;
+                } else {
+                    *self.counters.rejected.entry(Reason::Late).or_default() += 1;
+                    applied.late_rows.push(row as u32);
+                }
+                keep.append(false);
+                dropped += 1;
+                continue;
+            }
+            if let Some(h) = id_hash {
+                if !srv.dedupe.insert(h, ts) {
+                    self.counters.duplicates += 1;
+                    keep.append(false);
+                    dropped += 1;
+                    continue;
+                }
+            }
+            keep.append(true);
+            self.counters.accepted += 1;
+            *self.counters.by_type.entry(kind.as_str()).or_default() += 1;
+            if srv.max_ts.is_none_or(|m| ts > m) {
+                // The watermark moved: buffered events may now be final.
+                srv.max_ts = Some(ts);
+                if !touched.contains(&si) {
+                    touched.push(si);
+                }
+            }
+            if srv.first_ts.is_none_or(|f| ts < f) {
+                srv.first_ts = Some(ts);
+            }
+            if self.now_ms.is_none_or(|m| ts > m) {
+                self.now_ms = Some(ts);
+            }
+            match kind {
+                EventType::Latency => {
+                    srv.latency[0].record(ts, view.rtt_ms.value(row));
+                    if let Some(j) = opt_f64(&view.jitter_ms, row) {
+                        srv.latency[2].record(ts, j);
+                    }
+                }
+                EventType::Connect => {
+                    if let Some(s) = opt_f64(&view.setup_ms, row) {
+                        srv.latency[1].record(ts, s);
+                    }
+                }
+                EventType::Reject => {
+                    *srv.rejects.entry(ts - ts.rem_euclid(1000)).or_default() += 1;
+                    continue;
+                }
+                EventType::AuthFail => continue,
+                EventType::Disconnect => {}
+                EventType::Server => {
+                    if srv.site.is_none() {
+                        srv.site = opt_str(&view.site, row).map(Into::into);
+                    }
+                }
+            }
+            self.seq += 1;
+            srv.push_pending(Pending {
+                ts,
+                rank: rank(kind),
+                seq: self.seq,
+                chunk: view.clone(),
+                row: row as u32,
+            });
+        }
+        let timeout = self.cfg.session_timeout_ms;
+        for si in touched {
+            let srv = &mut self.servers[si];
+            if let Some(w) = srv.watermark(lateness) {
+                srv.drain_through(w, timeout, &mut self.interner, &mut self.counters);
+            }
+        }
+        let kept = if dropped == 0 {
+            batch.clone()
+        } else {
+            let mask = arrow::array::BooleanArray::new(keep.finish(), None);
+            arrow::compute::filter_record_batch(batch, &mask).expect("mask matches batch")
+        };
+        self.events.push(kept);
+        self.maintain(false);
+        applied
+    }
+
+    /// End of input: every buffered event is applied (nothing can arrive to reorder it).
+    pub fn flush(&mut self) {
+        let timeout = self.cfg.session_timeout_ms;
+        for srv in &mut self.servers {
+            srv.drain_through(i64::MAX, timeout, &mut self.interner, &mut self.counters);
+        }
+        self.maintain(true);
+    }
+
+    /// Once a minute of event time: retention, expiry of idle sessions, interner upkeep.
+    fn maintain(&mut self, force: bool) {
+        let Some(now) = self.now_ms else { return };
+        if !force && now.saturating_sub(self.last_maintenance) < 60_000 {
+            return;
+        }
+        self.last_maintenance = now;
+        let horizon = now - self.cfg.retention_ms;
+        let timeout = self.cfg.session_timeout_ms;
+        let lateness = self.cfg.allowed_lateness_ms;
+        for srv in &mut self.servers {
+            if let Some(w) = srv.watermark(lateness) {
+                let frontier = srv.pending.front().map_or(w, |p| p.ts.min(w));
+                srv.book.expire_through(frontier, timeout, &mut srv.closed);
+            }
+            srv.closed.retain(|s| s.ended.is_none_or(|e| e >= horizon));
+            srv.dedupe.evict_before(horizon);
+            srv.rejects = srv.rejects.split_off(&(horizon - horizon.rem_euclid(1000)));
+            for series in &mut srv.latency {
+                series.evict_before(horizon);
+            }
+            // Capacity changes before the horizon collapse into the base capacity.
+            let cut = srv
+                .capacity_changes
+                .partition_point(|(ts, _)| *ts < horizon);
+            if cut > 0 {
+                srv.book_base_capacity(cut);
+            }
+        }
+        self.events.evict_before(horizon);
+        self.interner.sweep();
+    }
+
+    /// An immutable copy of everything, with buffered events applied to a copy of the open
+    /// sessions so that it is current to the newest event.
+    pub fn snapshot(&self) -> Snapshot {
+        let timeout = self.cfg.session_timeout_ms;
+        let now = self.now_ms;
+        let horizon = now.map(|n| n - self.cfg.retention_ms);
+        let mut servers: Vec<ServerSnapshot> = self
+            .servers
+            .iter()
+            .map(|srv| {
+                let mut book = srv.book.clone();
+                let mut closed = Vec::new();
+                let mut capacity_changes = srv.capacity_changes.clone();
+                let mut interner = Interner::default();
+                let (mut dc, mut orph) = (0, 0);
+                let mut sink = Sink {
+                    closed: &mut closed,
+                    capacity_changes: &mut capacity_changes,
+                    interner: &mut interner,
+                    duplicate_connects: &mut dc,
+                    orphans: &mut orph,
+                };
+                for p in &srv.pending {
+                    book.apply(p, timeout, &mut sink);
+                }
+                let mut sessions: Vec<SessionRow> = srv
+                    .closed
+                    .iter()
+                    .chain(closed.iter())
+                    .filter(|s| match (s.ended, horizon) {
+                        (Some(e), Some(h)) => e >= h,
+                        _ => true,
+                    })
+                    .cloned()
+                    .collect();
+                for (k, a) in book.active {
+                    let exp = a.expiry(timeout);
+                    let row = if now.is_some_and(|n| exp <= n) {
+                        a.close(k, exp, EndReason::Expired)
+                    } else {
+                        SessionRow {
+                            session: k,
+                            started: a.start,
+                            ended: None,
+                            end_reason: None,
+                            user: a.user,
+                            site: a.site,
+                            os: a.os,
+                            app: a.app,
+                            setup_ms: a.setup_ms,
+                        }
+                    };
+                    sessions.push(row);
+                }
+                sessions.sort_by(|a, b| (a.started, &a.session).cmp(&(b.started, &b.session)));
+                ServerSnapshot {
+                    name: srv.name.clone(),
+                    site: srv.site.clone(),
+                    state: book.state,
+                    base_capacity: srv.configured_capacity,
+                    capacity_changes,
+                    first_ts: srv.first_ts,
+                    max_ts: srv.max_ts,
+                    sessions,
+                    rejects: srv.rejects.iter().map(|(k, v)| (*k, *v)).collect(),
+                    latency: [
+                        srv.latency[0].summaries(),
+                        srv.latency[1].summaries(),
+                        srv.latency[2].summaries(),
+                    ],
+                }
+            })
+            .collect();
+        servers.sort_by(|a, b| a.name.cmp(&b.name));
+        Snapshot {
+            now_ms: now,
+            retention_ms: self.cfg.retention_ms,
+            servers,
+            events: self.events.batches(horizon),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Approximate heap bytes of the latency histograms, for the memory budget.
+    pub fn latency_heap_bytes(&self) -> usize {
+        self.servers
+            .iter()
+            .flat_map(|s| s.latency.iter())
+            .map(MinuteSeries::heap_bytes)
+            .sum()
+    }
+
+    /// Sessions open in finalized state, over all servers (for memory accounting).
+    pub fn open_sessions(&self) -> usize {
+        self.servers.iter().map(|s| s.book.active.len()).sum()
+    }
+}
+
+impl Server {
+    /// Folds the first `cut` capacity changes into the configured base, keeping `capacity_at`
+    /// answers unchanged for every time still in retention.
+    fn book_base_capacity(&mut self, cut: usize) {
+        self.configured_capacity = self.capacity_changes[cut - 1].1;
+        self.capacity_changes.drain(..cut);
+    }
+}
+
+/// Metric index in [`ServerSnapshot::latency`].
+pub fn metric_index(m: Metric) -> usize {
+    match m {
+        Metric::Rtt => 0,
+        Metric::Setup => 1,
+        Metric::Jitter => 2,
+    }
+}

@@ -1,0 +1,178 @@
+//! Concurrency per second, swept from session intervals.
+//!
+//! Owns: the exact meaning of the `concurrency` table. A session is active on `[started, ended)`:
+//! it counts at the millisecond it connects and not at the one it ends. All changes at the same
+//! millisecond are simultaneous, so a disconnect and a connect at one instant never make a
+//! phantom peak. Per second `s`: `sessions` is the value at the last instant of the second,
+//! `peak` the highest value at any instant in it, `connects`/`disconnects` the sessions that
+//! started/ended in it (ends of every kind, so `sessions(s) = sessions(s-1) + connects -
+//! disconnects`), `rejects` the reject events in it, `capacity` the capacity in force at its end.
+
+use super::ServerSnapshot;
+
+/// One row of the `concurrency` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondRow {
+    /// Start of the second, epoch ms.
+    pub ts: i64,
+    /// Concurrency at the end of the second.
+    pub sessions: u32,
+    /// Highest concurrency at any instant of the second.
+    pub peak: u32,
+    /// Sessions started in the second.
+    pub connects: u32,
+    /// Sessions ended in the second.
+    pub disconnects: u32,
+    /// Reject events in the second.
+    pub rejects: u32,
+    /// Capacity in force at the end of the second.
+    pub capacity: Option<u32>,
+}
+
+fn floor_sec(ms: i64) -> i64 {
+    ms - ms.rem_euclid(1000)
+}
+
+/// Rows from the server's first event (or `horizon`, if later) to `now`, one per second.
+pub fn seconds(server: &ServerSnapshot, now: i64, horizon: i64) -> Vec<SecondRow> {
+    let Some(first) = server.first_ts else {
+        return Vec::new();
+    };
+    let start = floor_sec(first.max(horizon));
+    let end = floor_sec(now);
+    if end < start {
+        return Vec::new();
+    }
+    let n = ((end - start) / 1000 + 1) as usize;
+    let mut connects = vec![0u32; n];
+    let mut disconnects = vec![0u32; n];
+    let mut rejects = vec![0u32; n];
+    let slot = |ms: i64| -> Option<usize> {
+        (ms >= start && ms < end + 1000).then(|| ((ms - start) / 1000) as usize)
+    };
+    let mut changes: Vec<(i64, i32)> = Vec::with_capacity(server.sessions.len() * 2);
+    for s in &server.sessions {
+        changes.push((s.started, 1));
+        if let Some(i) = slot(s.started) {
+            connects[i] += 1;
+        }
+        if let Some(e) = s.ended {
+            changes.push((e, -1));
+            if let Some(i) = slot(e) {
+                disconnects[i] += 1;
+            }
+        }
+    }
+    for &(sec, count) in &server.rejects {
+        if let Some(i) = slot(sec) {
+            rejects[i] += count;
+        }
+    }
+    changes.sort_unstable_by_key(|c| c.0);
+    let mut rows = Vec::with_capacity(n);
+    let mut idx = 0;
+    let mut cur: i64 = 0;
+    let mut cap_idx = server.capacity_changes.partition_point(|(t, _)| *t < start);
+    let mut capacity = if cap_idx == 0 {
+        server.base_capacity
+    } else {
+        server.capacity_changes[cap_idx - 1].1
+    };
+    for i in 0..n {
+        let s_ms = start + i as i64 * 1000;
+        let e_ms = s_ms + 999;
+        while idx < changes.len() && changes[idx].0 <= s_ms {
+            cur += changes[idx].1 as i64;
+            idx += 1;
+        }
+        let mut peak = cur;
+        while idx < changes.len() && changes[idx].0 <= e_ms {
+            let at = changes[idx].0;
+            while idx < changes.len() && changes[idx].0 == at {
+                cur += changes[idx].1 as i64;
+                idx += 1;
+            }
+            peak = peak.max(cur);
+        }
+        while cap_idx < server.capacity_changes.len() && server.capacity_changes[cap_idx].0 <= e_ms
+        {
+            capacity = server.capacity_changes[cap_idx].1;
+            cap_idx += 1;
+        }
+        rows.push(SecondRow {
+            ts: s_ms,
+            sessions: cur.max(0) as u32,
+            peak: peak.max(0) as u32,
+            connects: connects[i],
+            disconnects: disconnects[i],
+            rejects: rejects[i],
+            capacity,
+        });
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SessionRow;
+    use std::sync::Arc;
+
+    fn session(start: i64, end: Option<i64>) -> SessionRow {
+        SessionRow {
+            session: Arc::from("s"),
+            started: start,
+            ended: end,
+            end_reason: None,
+            user: None,
+            site: None,
+            os: None,
+            app: None,
+            setup_ms: None,
+        }
+    }
+
+    #[test]
+    fn boundaries_are_exact() {
+        let srv = ServerSnapshot {
+            name: "a".into(),
+            site: None,
+            state: None,
+            base_capacity: Some(2),
+            capacity_changes: vec![(2_500, Some(5))],
+            first_ts: Some(1_000),
+            max_ts: Some(3_000),
+            // [1000,2000) and [2000, open): hand-over at 2000 is not a peak of 2.
+            sessions: vec![
+                session(1_000, Some(2_000)),
+                session(2_000, None),
+                session(1_500, Some(1_600)),
+            ],
+            rejects: vec![(2_000, 3)],
+            latency: Default::default(),
+        };
+        let rows = seconds(&srv, 3_400, 0);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (
+                rows[0].sessions,
+                rows[0].peak,
+                rows[0].connects,
+                rows[0].disconnects
+            ),
+            (1, 2, 2, 1)
+        );
+        assert_eq!(
+            (
+                rows[1].sessions,
+                rows[1].peak,
+                rows[1].connects,
+                rows[1].disconnects,
+                rows[1].rejects
+            ),
+            (1, 1, 1, 1, 3)
+        );
+        assert_eq!((rows[1].capacity, rows[0].capacity), (Some(5), Some(2)));
+        assert_eq!(rows[2].sessions, 1);
+    }
+}
