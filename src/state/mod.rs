@@ -930,3 +930,235 @@ pub fn metric_index(m: Metric) -> usize {
         Metric::Jitter => 2,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{decode_chunk, Chunk};
+
+    const L: i64 = 300_000;
+
+    fn engine() -> Engine {
+        Engine::new(EngineConfig {
+            session_timeout_ms: 3_600_000,
+            ..EngineConfig::default()
+        })
+    }
+
+    fn feed(e: &mut Engine, lines: &[String]) -> Applied {
+        let d = decode_chunk(Chunk {
+            raw: lines.join("\n").into_bytes(),
+            truncated: false,
+        });
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        e.apply(&d.batch)
+    }
+
+    fn ev(kind: &str, ts: i64, session: &str) -> String {
+        format!(r#"{{"type":"{kind}","ts":{ts},"server":"gw","session":"{session}","rtt_ms":1}}"#)
+    }
+
+    fn sessions(e: &Engine) -> Vec<(String, i64, Option<i64>, Option<String>)> {
+        let snap = e.snapshot();
+        let mut v: Vec<_> = snap.servers[0]
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    s.session.to_string(),
+                    s.started,
+                    s.ended,
+                    s.end_reason.as_ref().map(|r| r.as_str().to_string()),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn disconnect_before_connect_is_matched() {
+        let mut e = engine();
+        feed(
+            &mut e,
+            &[ev("disconnect", 10_000, "a"), ev("connect", 1_000, "a")],
+        );
+        e.flush();
+        assert_eq!(
+            sessions(&e),
+            vec![("a".into(), 1_000, Some(10_000), Some("disconnect".into()))]
+        );
+        assert_eq!(e.counters().orphans, 0);
+    }
+
+    #[test]
+    fn same_millisecond_connect_then_disconnect_even_if_they_arrive_reversed() {
+        let mut e = engine();
+        feed(
+            &mut e,
+            &[ev("disconnect", 5_000, "a"), ev("connect", 5_000, "a")],
+        );
+        e.flush();
+        assert_eq!(
+            sessions(&e),
+            vec![("a".into(), 5_000, Some(5_000), Some("disconnect".into()))]
+        );
+        assert_eq!(e.counters().orphans, 0);
+    }
+
+    #[test]
+    fn lateness_boundary_is_inclusive() {
+        let mut e = engine();
+        let applied = feed(
+            &mut e,
+            &[
+                ev("connect", 1_000_000, "a"),
+                ev("connect", 1_000_000 - L, "b"),
+                ev("connect", 1_000_000 - L - 1, "c"),
+            ],
+        );
+        assert_eq!(applied.late_rows, vec![2]);
+        assert_eq!(e.counters().rejected[&Reason::Late], 1);
+        // Lateness is per server: another server far behind is not late.
+        feed(
+            &mut e,
+            &[r#"{"type":"connect","ts":5,"server":"other","session":"z"}"#.to_string()],
+        );
+        assert_eq!(e.counters().rejected[&Reason::Late], 1);
+    }
+
+    #[test]
+    fn repeated_ids_are_dropped_even_when_they_come_back_late() {
+        let mut e = engine();
+        let with_id = |ts: i64, id: &str| {
+            format!(r#"{{"type":"reject","ts":{ts},"server":"gw","id":"{id}"}}"#)
+        };
+        feed(
+            &mut e,
+            &[
+                with_id(1_000, "x"),
+                with_id(1_000, "x"),
+                with_id(9_000_000, "y"),
+                with_id(1_000, "x"),
+            ],
+        );
+        assert_eq!(e.counters().duplicates, 2);
+        assert_eq!(e.counters().accepted, 2);
+        assert!(!e.counters().rejected.contains_key(&Reason::Late));
+    }
+
+    #[test]
+    fn a_session_expires_exactly_timeout_after_its_last_event() {
+        let mut e = engine();
+        feed(
+            &mut e,
+            &[
+                ev("connect", 0, "a"),
+                ev("latency", 60_000, "a"),
+                ev("connect", 3_660_000, "b"),
+            ],
+        );
+        e.flush();
+        let s = sessions(&e);
+        assert_eq!(
+            s[0],
+            ("a".into(), 0, Some(3_660_000), Some("expired".into()))
+        );
+        assert_eq!(s[1].2, None);
+        // A sample after the expiry is an orphan, not a revival.
+        feed(&mut e, &[ev("latency", 3_700_000, "a")]);
+        e.flush();
+        assert_eq!(e.counters().orphans, 1);
+    }
+
+    #[test]
+    fn server_down_ends_open_sessions_but_not_already_expired_ones() {
+        let mut e = engine();
+        feed(
+            &mut e,
+            &[
+                ev("connect", 0, "idle"),
+                ev("connect", 4_000_000, "busy"),
+                r#"{"type":"server","ts":4_100_000,"server":"gw","state":"down"}"#.replace('_', ""),
+            ],
+        );
+        e.flush();
+        let s = sessions(&e);
+        assert_eq!(
+            s[0],
+            (
+                "busy".into(),
+                4_000_000,
+                Some(4_100_000),
+                Some("server_down".into())
+            )
+        );
+        assert_eq!(
+            s[1],
+            ("idle".into(), 0, Some(3_600_000), Some("expired".into()))
+        );
+        assert_eq!(e.snapshot().servers[0].state, Some(ServerState::Down));
+    }
+
+    #[test]
+    fn live_snapshot_does_not_wait_for_the_lateness_window() {
+        let mut e = engine();
+        feed(
+            &mut e,
+            &[
+                ev("connect", 1_000, "a"),
+                ev("connect", 2_000, "b"),
+                ev("disconnect", 3_000, "a"),
+            ],
+        );
+        // Nothing is final yet (watermark = 3000 - 5 min), but the snapshot is current.
+        let snap = e.snapshot();
+        let rows = timeline::seconds(&snap.servers[0], snap.now_ms.unwrap(), 0);
+        assert_eq!(
+            rows.iter().map(|r| r.sessions).collect::<Vec<_>>(),
+            vec![1, 2, 1]
+        );
+    }
+
+    #[test]
+    fn retention_bounds_memory() {
+        let mut e = Engine::new(EngineConfig {
+            retention_ms: 3_600_000,
+            ..EngineConfig::default()
+        });
+        for h in 0..10 {
+            let lines: Vec<String> = (0..1000)
+                .map(|i| {
+                    let ts = h * 3_600_000 + i * 3_600;
+                    format!(r#"{{"type":"latency","ts":{ts},"server":"gw","session":"s{h}-{i}","rtt_ms":5,"id":"{h}-{i}"}}"#)
+                })
+                .collect();
+            feed(&mut e, &lines);
+        }
+        e.flush();
+        let snap = e.snapshot();
+        let rows: usize = snap.events.iter().map(|b| b.num_rows()).sum();
+        assert!(rows <= 2000, "events kept: {rows}");
+        assert!(snap.servers[0].latency[0].len() <= 62);
+        assert!(e.servers[0].dedupe.seen.len() <= 2000);
+    }
+
+    #[test]
+    fn capacity_changes_in_event_time() {
+        let mut e = engine();
+        let cap = |ts: i64, c: i64| {
+            format!(r#"{{"type":"server","ts":{ts},"server":"gw","capacity":{c}}}"#)
+        };
+        feed(&mut e, &[cap(5_000, 20), cap(1_000, 10)]);
+        e.flush();
+        let s = &e.snapshot().servers[0];
+        assert_eq!(
+            (
+                s.capacity_at(999),
+                s.capacity_at(1_000),
+                s.capacity_at(5_000)
+            ),
+            (None, Some(10), Some(20))
+        );
+    }
+}

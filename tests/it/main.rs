@@ -1,1 +1,3 @@
-fn main() {}
+//! The one integration-test binary (one link of DataFusion, not one per file).
+
+mod exactness;
