@@ -75,6 +75,9 @@ pub struct SimulateArgs {
     /// First day (UTC date, YYYY-MM-DD). Default: 2020-03-17, the first bad morning.
     #[arg(long, default_value = "2020-03-17")]
     pub start: String,
+    /// Scale the story to this many users (capacities scale with it). Default: the story's own.
+    #[arg(long, value_name = "N")]
+    pub users: Option<u32>,
     /// Where to write the NDJSON.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,

@@ -52,9 +52,6 @@ pub fn write_result(
             let mut w = arrow::json::ArrayWriter::new(&mut *out);
             w.write_batches(&refs)?;
             w.finish()?;
-            if refs.iter().all(|b| b.num_rows() == 0) {
-                write!(out, "[]")?;
-            }
             writeln!(out)?;
         }
     }

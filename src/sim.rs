@@ -3,8 +3,8 @@
 //! Owns: the `march-2020` story. A 150-seat pilot on 6 servers; the week of 9 March ramps to
 //! 400–450 users; from 17 March 600–700 users, most connecting between 08:00 and 09:30 (UTC), so
 //! servers fill, connects are rejected and retried, and `setup_ms`/`rtt_ms` climb with load;
-//! a few percent of token failures; spare servers gw-07/08 on 18–19 March; gw-04 crashes on the
-//! morning of 18 March; Customer Care on softphones (with jitter) from 23 March; gw-09/10 and new
+//! a few percent of token failures; spare servers gw-07/08 on 19 March; gw-04 crashes on the
+//! morning of 18 March and gw-06 on 24 March; Customer Care (110 more users) on softphones (with jitter) from 23 March; gw-09/10 and new
 //! recruits in April. Every event has an `id`; output is sorted by time. It is a simulation, not
 //! a model of any real bank: the numbers are chosen to make the contention visible.
 
@@ -87,10 +87,13 @@ fn plan(day: i64) -> DayPlan {
         users = 300 + ((day - d("2020-03-09")) * 25).min(150) as usize;
         servers.iter_mut().for_each(|s| s.1 = 80);
     } else {
-        users = if day < d("2020-04-01") {
+        // Customer Care (about 110 agents) joins from 23 March; recruits keep coming in April.
+        users = if day < d("2020-03-23") {
             680
+        } else if day < d("2020-04-01") {
+            790
         } else {
-            700 + ((day - d("2020-04-01")) * 3).min(60) as usize
+            790 + ((day - d("2020-04-01")) * 3).min(60) as usize
         };
         servers.iter_mut().for_each(|s| s.1 = 100);
         if day >= d("2020-03-19") {
@@ -130,7 +133,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, f);
     let mut n = 0u64;
     for d in 0..args.days as i64 {
-        n += generate_day(start / DAY + d, args.seed, &mut out)?;
+        n += generate_day(start / DAY + d, args.seed, args.users, &mut out)?;
     }
     out.flush()?;
     eprintln!("simulate: wrote {n} events to {}", args.out.display());
@@ -143,9 +146,24 @@ struct Ev {
 }
 
 /// One day of events, sorted by time, written as NDJSON. Returns the count.
-pub fn generate_day(day: i64, seed: u64, out: &mut dyn Write) -> anyhow::Result<u64> {
+pub fn generate_day(
+    day: i64,
+    seed: u64,
+    users: Option<u32>,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(day as u64));
-    let p = plan(day);
+    let scale = |mut p: DayPlan| {
+        if let Some(u) = users {
+            let f = u as f64 / p.users as f64;
+            p.users = u as usize;
+            p.servers
+                .iter_mut()
+                .for_each(|s| s.1 = ((s.1 as f64 * f).floor() as u32).max(1));
+        }
+        p
+    };
+    let p = scale(plan(day));
     let t0 = day * DAY;
     let mut evs: Vec<Ev> = Vec::with_capacity(p.users * 500);
     let mut id = 0u64;
@@ -156,7 +174,7 @@ pub fn generate_day(day: i64, seed: u64, out: &mut dyn Write) -> anyhow::Result<
     let ts_str = |t: i64| format_rfc3339_ms(t);
 
     // Servers announce themselves at midnight; spares come up at 10:00 on their first day.
-    let prev = plan(day - 1);
+    let prev = scale(plan(day - 1));
     for (name, cap) in &p.servers {
         let new_today = !prev.servers.iter().any(|(n, _)| n == name) && day > day_of("2020-03-17");
         let t = if new_today { t0 + 10 * 60 * MIN } else { t0 };
@@ -165,11 +183,14 @@ pub fn generate_day(day: i64, seed: u64, out: &mut dyn Write) -> anyhow::Result<
             line: format!(r#"{{"type":"server","ts":"{}","server":"{name}","capacity":{cap},"state":"up","id":"{}"}}"#, ts_str(t), next_id()),
         });
     }
-    let crash = (day == day_of("2020-03-18")).then_some((
-        "gw-04",
-        t0 + 9 * 60 * MIN + 12 * MIN,
-        t0 + 9 * 60 * MIN + 25 * MIN,
-    ));
+    // Bad mornings: a server crashes mid-storm and comes back a few minutes later.
+    let crash = [
+        ("2020-03-18", "gw-04", 9 * 60 + 12, 9 * 60 + 25),
+        ("2020-03-24", "gw-06", 8 * 60 + 47, 8 * 60 + 55),
+    ]
+    .into_iter()
+    .find(|c| day_of(c.0) == day)
+    .map(|(_, srv, down, up)| (srv, t0 + down * MIN, t0 + up * MIN));
     if let Some((srv, down, up)) = crash {
         evs.push(Ev {
             ts: down,
@@ -367,8 +388,8 @@ mod tests {
     fn deterministic_and_decodable() {
         let day = day_of("2020-03-18");
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let n = generate_day(day, 7, &mut a).unwrap();
-        generate_day(day, 7, &mut b).unwrap();
+        let n = generate_day(day, 7, None, &mut a).unwrap();
+        generate_day(day, 7, None, &mut b).unwrap();
         assert_eq!(a, b);
         assert!(n > 100_000, "a storm day has {n} events");
         for line in a.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {

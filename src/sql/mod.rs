@@ -57,8 +57,14 @@ fn tidy(msg: &str) -> String {
         .trim_start_matches("Error during planning: ")
         .trim_start_matches("SQL error: ")
         .trim_start_matches("Execution error: ")
-        .trim_start_matches("This feature is not implemented: ");
-    msg.replace("datafusion.public.", "").trim().to_string()
+        .trim_start_matches("This feature is not implemented: ")
+        .trim_start_matches("Schema error: ");
+    let one_line: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    one_line.join(" ").replace("datafusion.public.", "")
 }
 
 /// Rows and their schema.
