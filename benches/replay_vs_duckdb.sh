@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# gatewatch replay vs DuckDB on the same NDJSON and the same question (per-server peak
+# concurrency and p99 rtt), in one run. Usage: bash benches/replay_vs_duckdb.sh [DAYS]
+# Generates ~280k events per simulated day (11 days ≈ 3M events, ≈ 440 MB) into bench-data/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+days=${1:-11}
+mkdir -p bench-data
+if [ ! -x .venv-bench/bin/python ]; then
+  python3 -m venv .venv-bench
+  .venv-bench/bin/pip install -q duckdb
+fi
+cargo build --release --quiet
+data=bench-data/march-2020-${days}d.ndjson
+if [ ! -s "$data" ]; then
+  ./target/release/gatewatch simulate --scenario march-2020 --start 2020-03-16 --days "$days" --seed 1 --out "$data"
+fi
+exec .venv-bench/bin/python benches/replay_vs_duckdb.py "$data"
