@@ -36,6 +36,16 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// All types, in declaration order (`as usize` indexes this).
+    pub const ALL: [EventType; 6] = [
+        EventType::Connect,
+        EventType::Disconnect,
+        EventType::Latency,
+        EventType::AuthFail,
+        EventType::Reject,
+        EventType::Server,
+    ];
+
     /// The wire name, as in the `type` field and the `events.type` column.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -135,12 +135,12 @@ impl Table {
         Arc::new(Schema::new(fields))
     }
 
-    /// Builds the table's rows from a snapshot.
+    /// Builds the table's rows from a snapshot (all columns).
     pub fn batches(self, snap: &Snapshot) -> Vec<RecordBatch> {
         match self {
             Table::Events => snap.events.clone(),
             Table::Sessions => vec![sessions(snap)],
-            Table::Concurrency => concurrency(snap),
+            Table::Concurrency => concurrency(snap, &(0..8).collect::<Vec<_>>()),
             Table::Latency => vec![latency_rows(snap)],
             Table::Servers => vec![servers(snap)],
             Table::Alerts => vec![],
@@ -205,49 +205,72 @@ fn sessions(snap: &Snapshot) -> RecordBatch {
     )
 }
 
-fn concurrency(snap: &Snapshot) -> Vec<RecordBatch> {
+/// Builds the `concurrency` table's columns `cols` (indexes into its schema) for every server,
+/// servers spread over the cores: 24 h of 10 servers is 864k rows, a replay of days far more.
+fn concurrency(snap: &Snapshot, cols: &[usize]) -> Vec<RecordBatch> {
     let (Some(now), Some(horizon)) = (snap.now_ms, snap.horizon_ms()) else {
         return vec![];
     };
-    snap.servers
+    let schema = Arc::new(Table::Concurrency.schema().project(cols).expect("valid projection"));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(snap.servers.len().max(1));
+    let per = snap.servers.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = snap
+            .servers
+            .chunks(per)
+            .map(|servers| {
+                let schema = schema.clone();
+                scope.spawn(move || {
+                    servers
+                        .iter()
+                        .filter_map(|srv| concurrency_batch(srv, now, horizon, cols, schema.clone()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("builder thread does not panic")).collect()
+    })
+}
+
+fn concurrency_batch(
+    srv: &crate::state::ServerSnapshot,
+    now: i64,
+    horizon: i64,
+    cols: &[usize],
+    schema: SchemaRef,
+) -> Option<RecordBatch> {
+    let rows = timeline::seconds(srv, now, horizon);
+    if rows.is_empty() {
+        return None;
+    }
+    let n = rows.len();
+    let int = |f: fn(&timeline::SecondRow) -> i64| -> ArrayRef {
+        Arc::new(arrow::array::Int64Array::from_iter_values(rows.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = cols
         .iter()
-        .filter_map(|srv| {
-            let rows = timeline::seconds(srv, now, horizon);
-            if rows.is_empty() {
-                return None;
-            }
-            let n = rows.len();
-            let mut ts = ts_builder(n);
-            let mut server = StringBuilder::with_capacity(n, n * srv.name.len());
-            let mut cols: [Int64Builder; 5] =
-                std::array::from_fn(|_| Int64Builder::with_capacity(n));
-            let mut capacity = Int64Builder::with_capacity(n);
-            for r in &rows {
-                ts.append_value(r.ts);
-                server.append_value(&srv.name);
-                cols[0].append_value(r.sessions as i64);
-                cols[1].append_value(r.peak as i64);
-                cols[2].append_value(r.connects as i64);
-                cols[3].append_value(r.disconnects as i64);
-                cols[4].append_value(r.rejects as i64);
-                capacity.append_option(r.capacity.map(i64::from));
-            }
-            let [mut a, mut b, mut c, mut d, mut e] = cols;
-            Some(batch(
-                Table::Concurrency,
-                vec![
-                    Arc::new(ts.finish()),
-                    Arc::new(server.finish()),
-                    Arc::new(a.finish()),
-                    Arc::new(b.finish()),
-                    Arc::new(c.finish()),
-                    Arc::new(d.finish()),
-                    Arc::new(e.finish()),
-                    Arc::new(capacity.finish()),
-                ],
-            ))
+        .map(|&c| match c {
+            0 => Arc::new(
+                arrow::array::TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))
+                    .with_timezone("UTC"),
+            ) as ArrayRef,
+            1 => Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(&*srv.name, n))),
+            2 => int(|r| r.sessions as i64),
+            3 => int(|r| r.peak as i64),
+            4 => int(|r| r.connects as i64),
+            5 => int(|r| r.disconnects as i64),
+            6 => int(|r| r.rejects as i64),
+            _ => Arc::new(rows.iter().map(|r| r.capacity.map(i64::from)).collect::<arrow::array::Int64Array>()),
         })
-        .collect()
+        .collect();
+    Some(
+        RecordBatch::try_new_with_options(
+            schema,
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
+        )
+        .expect("columns match the concurrency schema"),
+    )
 }
 
 fn latency_rows(snap: &Snapshot) -> RecordBatch {

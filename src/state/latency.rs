@@ -115,9 +115,19 @@ enum Minute {
 }
 
 /// One metric of one server: minutes by start time.
-#[derive(Default)]
 pub struct MinuteSeries {
     minutes: BTreeMap<i64, Minute>,
+    /// Every minute starting before this is sealed; sealing resumes here.
+    open_from: i64,
+}
+
+impl Default for MinuteSeries {
+    fn default() -> Self {
+        MinuteSeries {
+            minutes: BTreeMap::new(),
+            open_from: i64::MIN,
+        }
+    }
 }
 
 impl MinuteSeries {
@@ -129,19 +139,29 @@ impl MinuteSeries {
             .minutes
             .entry(minute)
             .or_insert_with(|| Minute::Open(Box::new(new_histogram())));
-        match m {
-            Minute::Open(h) => h.saturating_record(ms_to_us(value_ms)),
-            Minute::Sealed(_) => debug_assert!(false, "sample for a sealed minute"),
+        if let Minute::Sealed(s) = m {
+            // Only after `Engine::flush` (end of input) can a sample reach a sealed minute.
+            let h = decode(&s.hist).expect("sealed minutes hold our own encoding");
+            *m = Minute::Open(Box::new(h));
+            self.open_from = self.open_from.min(minute);
+        }
+        if let Minute::Open(h) = m {
+            h.saturating_record(ms_to_us(value_ms));
         }
     }
 
     /// Seals every open minute that ends at or before `watermark`.
     pub fn seal_through(&mut self, watermark: i64) {
-        for (&start, m) in self.minutes.range_mut(..=watermark - 60_000) {
+        let last = watermark.saturating_sub(60_000);
+        if last < self.open_from {
+            return;
+        }
+        for (&start, m) in self.minutes.range_mut(self.open_from..=last) {
             if let Minute::Open(h) = m {
                 *m = Minute::Sealed(MinuteSummary::of(start, h));
             }
         }
+        self.open_from = last.saturating_add(1);
     }
 
     /// Drops minutes that end before `horizon`.

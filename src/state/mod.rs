@@ -40,8 +40,8 @@ use latency::{Metric, MinuteSeries, MinuteSummary};
 pub struct Counters {
     /// Events accepted (applied and kept).
     pub accepted: u64,
-    /// Accepted events by type, in [`EventType`] order.
-    pub by_type: BTreeMap<&'static str, u64>,
+    /// Accepted events by type, in [`EventType::ALL`] order.
+    pub by_type: [u64; 6],
     /// Inputs rejected, by reason (decode failures and `late`).
     pub rejected: BTreeMap<Reason, u64>,
     /// Events dropped because their `id` was seen before.
@@ -708,7 +708,7 @@ impl Engine {
             }
             keep.append(true);
             self.counters.accepted += 1;
-            *self.counters.by_type.entry(kind.as_str()).or_default() += 1;
+            self.counters.by_type[kind as usize] += 1;
             if srv.max_ts.is_none_or(|m| ts > m) {
                 // The watermark moved: buffered events may now be final.
                 srv.max_ts = Some(ts);
@@ -782,10 +782,12 @@ impl Engine {
         self.maintain(true);
     }
 
-    /// Once a minute of event time: retention, expiry of idle sessions, interner upkeep.
+    /// Every 10 minutes of event time: retention, expiry of idle sessions, interner upkeep.
+    /// None of it changes an answer (ends are computed from the last event, and snapshots
+    /// filter by the horizon); it only bounds memory, so it need not run often.
     fn maintain(&mut self, force: bool) {
         let Some(now) = self.now_ms else { return };
-        if !force && now.saturating_sub(self.last_maintenance) < 60_000 {
+        if !force && now.saturating_sub(self.last_maintenance) < 600_000 {
             return;
         }
         self.last_maintenance = now;
