@@ -19,7 +19,6 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use hdrhistogram::Histogram;
 
 use crate::event::{events_schema, ts_type};
 use crate::state::latency::{self, Metric};
@@ -223,7 +222,7 @@ fn concurrency(snap: &Snapshot, cols: &[usize]) -> Vec<RecordBatch> {
                 scope.spawn(move || {
                     servers
                         .iter()
-                        .filter_map(|srv| concurrency_batch(srv, now, horizon, cols, schema.clone()))
+                        .flat_map(|srv| concurrency_batches(srv, now, horizon, cols, schema.clone()))
                         .collect::<Vec<_>>()
                 })
             })
@@ -232,45 +231,52 @@ fn concurrency(snap: &Snapshot, cols: &[usize]) -> Vec<RecordBatch> {
     })
 }
 
-fn concurrency_batch(
+/// Rows per `concurrency` batch.
+const CONCURRENCY_BATCH_ROWS: usize = 65_536;
+
+fn concurrency_batches(
     srv: &crate::state::ServerSnapshot,
     now: i64,
     horizon: i64,
     cols: &[usize],
     schema: SchemaRef,
-) -> Option<RecordBatch> {
-    let rows = timeline::seconds(srv, now, horizon);
-    if rows.is_empty() {
-        return None;
+) -> Vec<RecordBatch> {
+    let mut it = timeline::seconds(srv, now, horizon);
+    let mut out = Vec::new();
+    loop {
+        let rows: Vec<timeline::SecondRow> = it.by_ref().take(CONCURRENCY_BATCH_ROWS).collect();
+        if rows.is_empty() {
+            return out;
+        }
+        let n = rows.len();
+        let int = |f: fn(&timeline::SecondRow) -> i64| -> ArrayRef {
+            Arc::new(arrow::array::Int64Array::from_iter_values(rows.iter().map(f)))
+        };
+        let columns: Vec<ArrayRef> = cols
+            .iter()
+            .map(|&c| match c {
+                0 => Arc::new(
+                    arrow::array::TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))
+                        .with_timezone("UTC"),
+                ) as ArrayRef,
+                1 => Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(&*srv.name, n))),
+                2 => int(|r| r.sessions as i64),
+                3 => int(|r| r.peak as i64),
+                4 => int(|r| r.connects as i64),
+                5 => int(|r| r.disconnects as i64),
+                6 => int(|r| r.rejects as i64),
+                _ => Arc::new(rows.iter().map(|r| r.capacity.map(i64::from)).collect::<arrow::array::Int64Array>()),
+            })
+            .collect();
+        out.push(
+            RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
+            )
+            .expect("columns match the concurrency schema"),
+        );
     }
-    let n = rows.len();
-    let int = |f: fn(&timeline::SecondRow) -> i64| -> ArrayRef {
-        Arc::new(arrow::array::Int64Array::from_iter_values(rows.iter().map(f)))
-    };
-    let columns: Vec<ArrayRef> = cols
-        .iter()
-        .map(|&c| match c {
-            0 => Arc::new(
-                arrow::array::TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))
-                    .with_timezone("UTC"),
-            ) as ArrayRef,
-            1 => Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(&*srv.name, n))),
-            2 => int(|r| r.sessions as i64),
-            3 => int(|r| r.peak as i64),
-            4 => int(|r| r.connects as i64),
-            5 => int(|r| r.disconnects as i64),
-            6 => int(|r| r.rejects as i64),
-            _ => Arc::new(rows.iter().map(|r| r.capacity.map(i64::from)).collect::<arrow::array::Int64Array>()),
-        })
-        .collect();
-    Some(
-        RecordBatch::try_new_with_options(
-            schema,
-            columns,
-            &arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
-        )
-        .expect("columns match the concurrency schema"),
-    )
 }
 
 fn latency_rows(snap: &Snapshot) -> RecordBatch {
@@ -339,11 +345,8 @@ fn servers(snap: &Snapshot) -> RecordBatch {
         let (act, peak) = match snap.now_ms {
             Some(now) => {
                 let day_start = now - now.rem_euclid(86_400_000);
-                let rows = timeline::seconds(srv, now, day_start);
-                (
-                    rows.last().map_or(0, |r| r.sessions),
-                    rows.iter().map(|r| r.peak).max().unwrap_or(0),
-                )
+                timeline::seconds(srv, now, day_start)
+                    .fold((0, 0), |(_, peak), r| (r.sessions, peak.max(r.peak)))
             }
             None => (0, 0),
         };
@@ -355,20 +358,15 @@ fn servers(snap: &Snapshot) -> RecordBatch {
         active.append_value(act as i64);
         peak_today.append_value(peak as i64);
         util.append_option(cap.map(|c| act as f64 / c as f64));
-        let mut merged: Option<Histogram<u64>> = None;
+        let mut merged = latency::MergedCounts::default();
         if let Some(now) = snap.now_ms {
             let from = now - now.rem_euclid(60_000) - (SERVERS_RTT_MINUTES - 1) * 60_000;
             for s in srv.latency[0].iter().filter(|s| s.minute_ms >= from) {
-                if let Ok(h) = latency::decode(&s.hist) {
-                    match &mut merged {
-                        None => merged = Some(h),
-                        Some(m) => {
-                            let _ = m.add(&h);
-                        }
-                    }
-                }
+                // Our own encodings: cannot fail; skip rather than fail the live view.
+                let _ = merged.add_encoded(&s.hist);
             }
         }
+        let merged = Some(merged.histogram());
         let merged = merged.filter(|h| !h.is_empty());
         p50.append_option(
             merged

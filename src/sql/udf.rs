@@ -136,13 +136,14 @@ impl AggregateUDFImpl for HdrMerge {
     }
 
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(MergeAcc { hist: None }))
+        Ok(Box::new(MergeAcc::default()))
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct MergeAcc {
-    hist: Option<Histogram<u64>>,
+    counts: latency::MergedCounts,
+    rows: u64,
 }
 
 impl MergeAcc {
@@ -153,13 +154,10 @@ impl MergeAcc {
             arrow::compute::cast(values, &DataType::Binary)?
         };
         for b in values.as_binary::<i32>().iter().flatten() {
-            let h = decode(b, "hdr_merge")?;
-            match &mut self.hist {
-                None => self.hist = Some(h),
-                Some(acc) => acc
-                    .add(&h)
-                    .or_else(|e| exec_err!("hdr_merge: cannot merge histograms: {e:?}"))?,
-            }
+            self.counts
+                .add_encoded(b)
+                .or_else(|e| exec_err!("hdr_merge: the argument is {e}; pass the latency.hist column"))?;
+            self.rows += 1;
         }
         Ok(())
     }
@@ -171,11 +169,13 @@ impl Accumulator for MergeAcc {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Binary(self.hist.as_ref().map(latency::encode)))
+        Ok(ScalarValue::Binary(
+            (self.rows > 0).then(|| latency::encode(&self.counts.histogram())),
+        ))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.hist.as_ref().map_or(0, |h| h.distinct_values() * 8)
+        std::mem::size_of::<Self>() + self.counts.heap_bytes()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {

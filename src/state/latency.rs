@@ -49,6 +49,15 @@ pub fn new_histogram() -> Histogram<u64> {
     h
 }
 
+/// Records `n` samples of `value` µs, growing the histogram as needed. (The crate's
+/// `saturating_record` would clamp large values to the current range instead.) Only a value
+/// too large to grow for is clamped.
+pub fn record_n(h: &mut Histogram<u64>, value: u64, n: u64) {
+    if h.record_n(value, n).is_err() {
+        h.saturating_record_n(value, n);
+    }
+}
+
 /// Milliseconds (as in events) to the integer microseconds histograms hold.
 pub fn ms_to_us(ms: f64) -> u64 {
     (ms * 1000.0).round() as u64
@@ -74,6 +83,123 @@ pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, String> {
     Deserializer::new()
         .deserialize(&mut reader)
         .map_err(|e| format!("not an HdrHistogram V2 encoding: {e:?}"))
+}
+
+/// The V2 (uncompressed) cookie of the HdrHistogram encoding.
+const V2_COOKIE: u32 = 0x1c84_9313;
+/// Sub-bucket half count magnitude for 3 significant digits and lowest value 1.
+const HALF_MAG: u32 = 10;
+/// Largest counts index a sane encoding of ours can reach (values up to 2^63).
+const MAX_INDEX: usize = 1 << 17;
+
+/// Bucket counts of histograms with gatewatch's layout (lowest 1, 3 digits), merged by adding
+/// encodings directly into one flat array: no histogram is allocated per row. Encodings with
+/// another layout are merged through the crate's decoder instead.
+#[derive(Debug, Default)]
+pub struct MergedCounts {
+    counts: Vec<u64>,
+    foreign: Option<Histogram<u64>>,
+}
+
+/// The lowest value of counts index `idx` in gatewatch's layout.
+fn value_for(idx: usize) -> u64 {
+    let bucket = (idx >> HALF_MAG) as i64 - 1;
+    let sub = (idx & ((1 << HALF_MAG) - 1)) as u64 + (1 << HALF_MAG);
+    if bucket < 0 {
+        sub - (1 << HALF_MAG)
+    } else {
+        sub << bucket
+    }
+}
+
+/// HdrHistogram's LEB128 variant: at most 9 bytes, the 9th contributes all 8 bits.
+fn varint(p: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for i in 0..9 {
+        let b = *p.get(i)?;
+        if i == 8 {
+            return Some((v | (b as u64) << 56, 9));
+        }
+        v |= ((b & 0x7f) as u64) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+impl MergedCounts {
+    /// Adds one encoded histogram.
+    pub fn add_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if !self.add_native(bytes)? {
+            let h = decode(bytes)?;
+            match &mut self.foreign {
+                None => self.foreign = Some(h),
+                Some(f) => f.add(&h).map_err(|e| format!("cannot merge histograms: {e:?}"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The fast path; Ok(false) when the encoding is not of gatewatch's layout.
+    fn add_native(&mut self, b: &[u8]) -> Result<bool, String> {
+        let bad = || "not an HdrHistogram V2 encoding: truncated or corrupt".to_string();
+        if b.len() < 40 {
+            return Err(bad());
+        }
+        let u32_at = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let native = u32_at(0) == V2_COOKIE
+            && u32_at(8) == 0
+            && u32_at(12) == SIGFIG as u32
+            && u64_at(16) == 1
+            && f64::from_bits(u64_at(32)) == 1.0;
+        if !native {
+            return Ok(false);
+        }
+        let len = u32_at(4) as usize;
+        let payload = b.get(40..40 + len).ok_or_else(bad)?;
+        let (mut pos, mut idx) = (0usize, 0usize);
+        while pos < payload.len() {
+            let (zz, n) = varint(&payload[pos..]).ok_or_else(bad)?;
+            pos += n;
+            let x = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
+            if x < 0 {
+                idx = idx.saturating_add(x.unsigned_abs() as usize);
+                continue;
+            }
+            if x > 0 {
+                if idx >= MAX_INDEX {
+                    return Err(bad());
+                }
+                if self.counts.len() <= idx {
+                    self.counts.resize((idx | 1023) + 1, 0);
+                }
+                self.counts[idx] += x as u64;
+            }
+            idx += 1;
+        }
+        Ok(true)
+    }
+
+    /// The merged histogram.
+    pub fn histogram(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for (idx, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                record_n(&mut h, value_for(idx), c);
+            }
+        }
+        if let Some(f) = &self.foreign {
+            let _ = h.add(f);
+        }
+        h
+    }
+
+    /// Approximate heap bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.counts.len() * 8 + self.foreign.as_ref().map_or(0, |f| f.distinct_values() * 8)
+    }
 }
 
 /// A closed minute: its encoding and the numbers every query wants.
@@ -146,7 +272,7 @@ impl MinuteSeries {
             self.open_from = self.open_from.min(minute);
         }
         if let Minute::Open(h) = m {
-            h.saturating_record(ms_to_us(value_ms));
+            record_n(h, ms_to_us(value_ms), 1);
         }
     }
 
@@ -197,12 +323,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn merged_counts_equal_the_crate_merge() {
+        let mut rng = crate::sim::Rng::new(9);
+        let mut expected = new_histogram();
+        let mut merged = MergedCounts::default();
+        for k in 0..50 {
+            let mut h = new_histogram();
+            for _ in 0..200 {
+                let v = (rng.f64().powi(3) * 10f64.powi(k % 9)) as u64;
+                h.record(v).unwrap();
+            }
+            expected.add(&h).unwrap();
+            merged.add_encoded(&encode(&h)).unwrap();
+        }
+        // An encoding of another layout goes through the crate's decoder.
+        let mut other = Histogram::<u64>::new_with_bounds(1, 1 << 40, 2).unwrap();
+        other.record(123_456).unwrap();
+        expected.add(&other).unwrap();
+        merged.add_encoded(&encode(&other)).unwrap();
+        let got = merged.histogram();
+        assert_eq!(got.len(), expected.len());
+        for q in [0.0, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(got.value_at_quantile(q), expected.value_at_quantile(q), "q{q}");
+        }
+        assert_eq!(got.max(), expected.max());
+        assert!(merged.add_encoded(b"garbage").is_err());
+        assert!(merged.add_encoded(&encode(&expected)[..45]).is_err());
+    }
+
+    #[test]
     fn seals_and_round_trips() {
         let mut s = MinuteSeries::default();
         for i in 0..1000 {
             s.record(60_000 + i, (i % 100) as f64 + 0.5);
         }
         s.record(120_500, 7.0);
+        s.record(120_600, 65_000.0); // a 65 s setup: beyond the initial range, not clamped
         s.seal_through(120_000);
         let sums = s.summaries();
         assert_eq!(sums.len(), 2);
@@ -210,6 +366,7 @@ mod tests {
         assert!((sums[0].p99 - 98.5).abs() <= 98.5 * 1e-3, "{}", sums[0].p99);
         let h = decode(&sums[0].hist).unwrap();
         assert_eq!(h.len(), 1000);
+        assert!((sums[1].max - 65_000.0).abs() <= 65.0, "{}", sums[1].max);
         s.evict_before(120_000);
         assert_eq!(s.summaries().len(), 1);
     }

@@ -1115,7 +1115,7 @@ mod tests {
         );
         // Nothing is final yet (watermark = 3000 - 5 min), but the snapshot is current.
         let snap = e.snapshot();
-        let rows = timeline::seconds(&snap.servers[0], snap.now_ms.unwrap(), 0);
+        let rows: Vec<_> = timeline::seconds(&snap.servers[0], snap.now_ms.unwrap(), 0).collect();
         assert_eq!(
             rows.iter().map(|r| r.sessions).collect::<Vec<_>>(),
             vec![1, 2, 1]

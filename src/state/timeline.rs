@@ -33,83 +33,123 @@ fn floor_sec(ms: i64) -> i64 {
     ms - ms.rem_euclid(1000)
 }
 
-/// Rows from the server's first event (or `horizon`, if later) to `now`, one per second.
-pub fn seconds(server: &ServerSnapshot, now: i64, horizon: i64) -> Vec<SecondRow> {
-    let Some(first) = server.first_ts else {
-        return Vec::new();
-    };
-    let start = floor_sec(first.max(horizon));
+/// Rows from the server's first event (or `horizon`, if later) to `now`, one per second,
+/// produced one at a time: memory is O(sessions), not O(seconds).
+pub fn seconds(server: &ServerSnapshot, now: i64, horizon: i64) -> Seconds<'_> {
+    let start = server.first_ts.map_or(i64::MAX, |f| floor_sec(f.max(horizon)));
     let end = floor_sec(now);
-    if end < start {
-        return Vec::new();
-    }
-    let n = ((end - start) / 1000 + 1) as usize;
-    let mut connects = vec![0u32; n];
-    let mut disconnects = vec![0u32; n];
-    let mut rejects = vec![0u32; n];
-    let slot = |ms: i64| -> Option<usize> {
-        (ms >= start && ms < end + 1000).then(|| ((ms - start) / 1000) as usize)
-    };
     let mut changes: Vec<(i64, i32)> = Vec::with_capacity(server.sessions.len() * 2);
     for s in &server.sessions {
         changes.push((s.started, 1));
-        if let Some(i) = slot(s.started) {
-            connects[i] += 1;
-        }
         if let Some(e) = s.ended {
             changes.push((e, -1));
-            if let Some(i) = slot(e) {
-                disconnects[i] += 1;
-            }
-        }
-    }
-    for &(sec, count) in &server.rejects {
-        if let Some(i) = slot(sec) {
-            rejects[i] += count;
         }
     }
     changes.sort_unstable_by_key(|c| c.0);
-    let mut rows = Vec::with_capacity(n);
-    let mut idx = 0;
-    let mut cur: i64 = 0;
-    let mut cap_idx = server.capacity_changes.partition_point(|(t, _)| *t < start);
-    let mut capacity = if cap_idx == 0 {
+    let cap_idx = server.capacity_changes.partition_point(|(t, _)| *t < start);
+    let capacity = if cap_idx == 0 {
         server.base_capacity
     } else {
         server.capacity_changes[cap_idx - 1].1
     };
-    for i in 0..n {
-        let s_ms = start + i as i64 * 1000;
-        let e_ms = s_ms + 999;
-        while idx < changes.len() && changes[idx].0 <= s_ms {
-            cur += changes[idx].1 as i64;
-            idx += 1;
-        }
-        let mut peak = cur;
-        while idx < changes.len() && changes[idx].0 <= e_ms {
-            let at = changes[idx].0;
-            while idx < changes.len() && changes[idx].0 == at {
-                cur += changes[idx].1 as i64;
-                idx += 1;
-            }
-            peak = peak.max(cur);
-        }
-        while cap_idx < server.capacity_changes.len() && server.capacity_changes[cap_idx].0 <= e_ms
-        {
-            capacity = server.capacity_changes[cap_idx].1;
-            cap_idx += 1;
-        }
-        rows.push(SecondRow {
-            ts: s_ms,
-            sessions: cur.max(0) as u32,
-            peak: peak.max(0) as u32,
-            connects: connects[i],
-            disconnects: disconnects[i],
-            rejects: rejects[i],
-            capacity,
-        });
+    Seconds {
+        server,
+        next: start,
+        end,
+        changes,
+        idx: 0,
+        cur: 0,
+        cap_idx,
+        capacity,
+        reject_idx: server.rejects.partition_point(|(t, _)| *t < start),
     }
-    rows
+}
+
+/// Iterator over a server's [`SecondRow`]s.
+pub struct Seconds<'a> {
+    server: &'a ServerSnapshot,
+    next: i64,
+    end: i64,
+    changes: Vec<(i64, i32)>,
+    idx: usize,
+    cur: i64,
+    cap_idx: usize,
+    capacity: Option<u32>,
+    reject_idx: usize,
+}
+
+impl Seconds<'_> {
+    /// Rows left.
+    pub fn remaining(&self) -> usize {
+        if self.next > self.end {
+            0
+        } else {
+            ((self.end - self.next) / 1000 + 1) as usize
+        }
+    }
+}
+
+impl Iterator for Seconds<'_> {
+    type Item = SecondRow;
+
+    fn next(&mut self) -> Option<SecondRow> {
+        if self.next > self.end {
+            return None;
+        }
+        let s_ms = self.next;
+        let e_ms = s_ms + 999;
+        self.next += 1000;
+        let ch = &self.changes;
+        let (mut connects, mut disconnects) = (0u32, 0u32);
+        // Everything up to the first instant of the second; only changes inside it are counted.
+        while self.idx < ch.len() && ch[self.idx].0 <= s_ms {
+            let (t, d) = ch[self.idx];
+            self.cur += d as i64;
+            if t == s_ms {
+                if d > 0 {
+                    connects += 1;
+                } else {
+                    disconnects += 1;
+                }
+            }
+            self.idx += 1;
+        }
+        let mut peak = self.cur;
+        while self.idx < ch.len() && ch[self.idx].0 <= e_ms {
+            let at = ch[self.idx].0;
+            while self.idx < ch.len() && ch[self.idx].0 == at {
+                let d = ch[self.idx].1;
+                self.cur += d as i64;
+                if d > 0 {
+                    connects += 1;
+                } else {
+                    disconnects += 1;
+                }
+                self.idx += 1;
+            }
+            peak = peak.max(self.cur);
+        }
+        let caps = &self.server.capacity_changes;
+        while self.cap_idx < caps.len() && caps[self.cap_idx].0 <= e_ms {
+            self.capacity = caps[self.cap_idx].1;
+            self.cap_idx += 1;
+        }
+        let mut rejects = 0;
+        let rj = &self.server.rejects;
+        while self.reject_idx < rj.len() && rj[self.reject_idx].0 <= e_ms {
+            rejects += rj[self.reject_idx].1;
+            self.reject_idx += 1;
+        }
+        Some(SecondRow {
+            ts: s_ms,
+            sessions: self.cur.max(0) as u32,
+            peak: peak.max(0) as u32,
+            connects,
+            disconnects,
+            rejects,
+            capacity: self.capacity,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +191,7 @@ mod tests {
             rejects: vec![(2_000, 3)],
             latency: Default::default(),
         };
-        let rows = seconds(&srv, 3_400, 0);
+        let rows: Vec<SecondRow> = seconds(&srv, 3_400, 0).collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(
             (
