@@ -31,7 +31,11 @@ fn storm_day() -> (Vec<u8>, Vec<Vec<u8>>, usize) {
 
 fn benches(c: &mut Criterion) {
     let (all, chunks, lines) = storm_day();
-    eprintln!("input: {lines} events, {} bytes, {:.0} bytes/event", all.len(), all.len() as f64 / lines as f64);
+    eprintln!(
+        "input: {lines} events, {} bytes, {:.0} bytes/event",
+        all.len(),
+        all.len() as f64 / lines as f64
+    );
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(lines as u64));
     g.sample_size(10);
@@ -49,14 +53,23 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode_to_arrow", |b| {
         b.iter(|| {
             for c in &chunks {
-                black_box(decode_chunk(Chunk { raw: c.clone(), truncated: false }));
+                black_box(decode_chunk(Chunk {
+                    raw: c.clone(),
+                    truncated: false,
+                }));
             }
         })
     });
 
     let decoded: Vec<_> = chunks
         .iter()
-        .map(|c| decode_chunk(Chunk { raw: c.clone(), truncated: false }).batch)
+        .map(|c| {
+            decode_chunk(Chunk {
+                raw: c.clone(),
+                truncated: false,
+            })
+            .batch
+        })
         .collect();
     g.bench_function("apply", |b| {
         b.iter_batched(
@@ -78,7 +91,10 @@ fn benches(c: &mut Criterion) {
             || Engine::new(EngineConfig::default()),
             |mut e| {
                 for c in &chunks {
-                    let d = decode_chunk(Chunk { raw: c.clone(), truncated: false });
+                    let d = decode_chunk(Chunk {
+                        raw: c.clone(),
+                        truncated: false,
+                    });
                     e.apply(&d.batch);
                 }
                 e.flush();

@@ -36,7 +36,10 @@ fn live() -> isize {
 }
 
 fn apply_lines(e: &mut Engine, lines: &str) {
-    let d = decode_chunk(Chunk { raw: lines.as_bytes().to_vec(), truncated: false });
+    let d = decode_chunk(Chunk {
+        raw: lines.as_bytes().to_vec(),
+        truncated: false,
+    });
     e.apply(&d.batch);
 }
 
@@ -61,9 +64,18 @@ fn main() {
     apply_lines(&mut e, &buf);
     e.flush();
     let with_events = live() - before;
-    let event_bytes: usize = e.snapshot().events.iter().map(|b| b.get_array_memory_size()).sum();
+    let event_bytes: usize = e
+        .snapshot()
+        .events
+        .iter()
+        .map(|b| b.get_array_memory_size())
+        .sum();
     let per_session = (with_events - event_bytes as isize) as f64 / n as f64;
-    println!("open sessions: {} held, {:.0} heap bytes per open session (budget 256)", e.open_sessions(), per_session);
+    println!(
+        "open sessions: {} held, {:.0} heap bytes per open session (budget 256)",
+        e.open_sessions(),
+        per_session
+    );
 
     // 2. 24 h of per-minute histograms, 10 servers, rtt + jitter every minute + setup.
     let mut e = Engine::new(EngineConfig::default());
@@ -82,7 +94,10 @@ fn main() {
                     );
                     lines.push('\n');
                     if k % 10 == 0 {
-                        lines += &format!(r#"{{"type":"connect","ts":{ts},"server":"gw-{s:02}","session":"c{hour}-{minute}-{k}","setup_ms":{:.1}}}"#, rtt * 20.0);
+                        lines += &format!(
+                            r#"{{"type":"connect","ts":{ts},"server":"gw-{s:02}","session":"c{hour}-{minute}-{k}","setup_ms":{:.1}}}"#,
+                            rtt * 20.0
+                        );
                         lines.push('\n');
                     }
                 }
@@ -92,7 +107,12 @@ fn main() {
     }
     e.flush();
     let total = live() - before;
-    let event_bytes: usize = e.snapshot().events.iter().map(|b| b.get_array_memory_size()).sum();
+    let event_bytes: usize = e
+        .snapshot()
+        .events
+        .iter()
+        .map(|b| b.get_array_memory_size())
+        .sum();
     println!(
         "24 h x 10 servers x 3 metrics of minute histograms: {:.1} MiB by the engine's own count, {:.1} MiB heap for all state less the events table (budget 64 MiB)",
         e.latency_heap_bytes() as f64 / (1 << 20) as f64,

@@ -210,8 +210,15 @@ fn concurrency(snap: &Snapshot, cols: &[usize]) -> Vec<RecordBatch> {
     let (Some(now), Some(horizon)) = (snap.now_ms, snap.horizon_ms()) else {
         return vec![];
     };
-    let schema = Arc::new(Table::Concurrency.schema().project(cols).expect("valid projection"));
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(snap.servers.len().max(1));
+    let schema = Arc::new(
+        Table::Concurrency
+            .schema()
+            .project(cols)
+            .expect("valid projection"),
+    );
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(snap.servers.len().max(1));
     let per = snap.servers.len().div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = snap
@@ -222,12 +229,17 @@ fn concurrency(snap: &Snapshot, cols: &[usize]) -> Vec<RecordBatch> {
                 scope.spawn(move || {
                     servers
                         .iter()
-                        .flat_map(|srv| concurrency_batches(srv, now, horizon, cols, schema.clone()))
+                        .flat_map(|srv| {
+                            concurrency_batches(srv, now, horizon, cols, schema.clone())
+                        })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("builder thread does not panic")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("builder thread does not panic"))
+            .collect()
     })
 }
 
@@ -250,22 +262,32 @@ fn concurrency_batches(
         }
         let n = rows.len();
         let int = |f: fn(&timeline::SecondRow) -> i64| -> ArrayRef {
-            Arc::new(arrow::array::Int64Array::from_iter_values(rows.iter().map(f)))
+            Arc::new(arrow::array::Int64Array::from_iter_values(
+                rows.iter().map(f),
+            ))
         };
         let columns: Vec<ArrayRef> = cols
             .iter()
             .map(|&c| match c {
                 0 => Arc::new(
-                    arrow::array::TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))
-                        .with_timezone("UTC"),
+                    arrow::array::TimestampMillisecondArray::from_iter_values(
+                        rows.iter().map(|r| r.ts),
+                    )
+                    .with_timezone("UTC"),
                 ) as ArrayRef,
-                1 => Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(&*srv.name, n))),
+                1 => Arc::new(arrow::array::StringArray::from_iter_values(
+                    std::iter::repeat_n(&*srv.name, n),
+                )),
                 2 => int(|r| r.sessions as i64),
                 3 => int(|r| r.peak as i64),
                 4 => int(|r| r.connects as i64),
                 5 => int(|r| r.disconnects as i64),
                 6 => int(|r| r.rejects as i64),
-                _ => Arc::new(rows.iter().map(|r| r.capacity.map(i64::from)).collect::<arrow::array::Int64Array>()),
+                _ => Arc::new(
+                    rows.iter()
+                        .map(|r| r.capacity.map(i64::from))
+                        .collect::<arrow::array::Int64Array>(),
+                ),
             })
             .collect();
         out.push(

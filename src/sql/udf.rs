@@ -154,9 +154,9 @@ impl MergeAcc {
             arrow::compute::cast(values, &DataType::Binary)?
         };
         for b in values.as_binary::<i32>().iter().flatten() {
-            self.counts
-                .add_encoded(b)
-                .or_else(|e| exec_err!("hdr_merge: the argument is {e}; pass the latency.hist column"))?;
+            self.counts.add_encoded(b).or_else(|e| {
+                exec_err!("hdr_merge: the argument is {e}; pass the latency.hist column")
+            })?;
             self.rows += 1;
         }
         Ok(())

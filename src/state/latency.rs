@@ -135,7 +135,9 @@ impl MergedCounts {
             let h = decode(bytes)?;
             match &mut self.foreign {
                 None => self.foreign = Some(h),
-                Some(f) => f.add(&h).map_err(|e| format!("cannot merge histograms: {e:?}"))?,
+                Some(f) => f
+                    .add(&h)
+                    .map_err(|e| format!("cannot merge histograms: {e:?}"))?,
             }
         }
         Ok(())
@@ -344,7 +346,11 @@ mod tests {
         let got = merged.histogram();
         assert_eq!(got.len(), expected.len());
         for q in [0.0, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0] {
-            assert_eq!(got.value_at_quantile(q), expected.value_at_quantile(q), "q{q}");
+            assert_eq!(
+                got.value_at_quantile(q),
+                expected.value_at_quantile(q),
+                "q{q}"
+            );
         }
         assert_eq!(got.max(), expected.max());
         assert!(merged.add_encoded(b"garbage").is_err());

@@ -130,15 +130,17 @@ pub struct SessionRow {
     pub setup_ms: Option<f64>,
 }
 
+/// An open session: 40 bytes. Descriptive strings are symbols (0 = absent) and a missing
+/// `setup_ms` is NaN, which keeps a session's whole state well under 256 bytes.
 #[derive(Debug, Clone)]
 struct Active {
     start: i64,
     last_seen: i64,
-    user: Option<Arc<str>>,
-    site: Option<Arc<str>>,
-    os: Option<Arc<str>>,
-    app: Option<Arc<str>>,
-    setup_ms: Option<f64>,
+    setup_ms: f64,
+    user: u32,
+    site: u32,
+    os: u32,
+    app: u32,
 }
 
 impl Active {
@@ -146,17 +148,24 @@ impl Active {
         self.last_seen.saturating_add(timeout)
     }
 
-    fn close(self, session: Arc<str>, end: i64, reason: EndReason) -> SessionRow {
+    fn close(self, session: Arc<str>, end: i64, reason: EndReason, sym: &Symbols) -> SessionRow {
+        let mut row = self.row(session, sym);
+        row.ended = Some(end);
+        row.end_reason = Some(reason);
+        row
+    }
+
+    fn row(&self, session: Arc<str>, sym: &Symbols) -> SessionRow {
         SessionRow {
             session,
             started: self.start,
-            ended: Some(end),
-            end_reason: Some(reason),
-            user: self.user,
-            site: self.site,
-            os: self.os,
-            app: self.app,
-            setup_ms: self.setup_ms,
+            ended: None,
+            end_reason: None,
+            user: sym.name(self.user),
+            site: sym.name(self.site),
+            os: sym.name(self.os),
+            app: sym.name(self.app),
+            setup_ms: (!self.setup_ms.is_nan()).then_some(self.setup_ms),
         }
     }
 }
@@ -255,26 +264,44 @@ fn rank(kind: EventType) -> u8 {
     }
 }
 
-/// Strings that repeat (users, sites, OSes, apps, reasons), shared rather than copied.
-#[derive(Default)]
-struct Interner {
-    map: FxHashMap<Box<str>, Arc<str>>,
+/// Strings that repeat (users, sites, OSes, apps, reasons) as small numbers. Symbol 0 is
+/// "absent". The table only grows: it holds each distinct value once (a bank's users, not its
+/// sessions), which is small next to retention.
+#[derive(Clone)]
+struct Symbols {
+    ids: FxHashMap<Arc<str>, u32>,
+    names: Vec<Option<Arc<str>>>,
 }
 
-impl Interner {
-    fn get(&mut self, s: Option<&str>) -> Option<Arc<str>> {
-        let s = s?;
-        if let Some(a) = self.map.get(s) {
-            return Some(a.clone());
+impl Default for Symbols {
+    fn default() -> Self {
+        Symbols {
+            ids: FxHashMap::default(),
+            names: vec![None],
         }
+    }
+}
+
+impl Symbols {
+    fn intern(&mut self, s: Option<&str>) -> u32 {
+        let Some(s) = s else { return 0 };
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.names.len() as u32;
         let a: Arc<str> = s.into();
-        self.map.insert(s.into(), a.clone());
-        Some(a)
+        self.names.push(Some(a.clone()));
+        self.ids.insert(a, id);
+        id
     }
 
-    /// Forgets strings nothing else holds any more.
-    fn sweep(&mut self) {
-        self.map.retain(|_, a| Arc::strong_count(a) > 1);
+    fn arc(&mut self, s: Option<&str>) -> Option<Arc<str>> {
+        let id = self.intern(s);
+        self.name(id)
+    }
+
+    fn name(&self, id: u32) -> Option<Arc<str>> {
+        self.names.get(id as usize).cloned().flatten()
     }
 }
 
@@ -290,7 +317,7 @@ struct Book {
 struct Sink<'a> {
     closed: &'a mut Vec<SessionRow>,
     capacity_changes: &'a mut Vec<(i64, Option<u32>)>,
-    interner: &'a mut Interner,
+    symbols: &'a mut Symbols,
     duplicate_connects: &'a mut u64,
     orphans: &'a mut u64,
 }
@@ -312,16 +339,17 @@ impl Book {
                     }
                     let (k, a) = self.active.remove_entry(sid).expect("present");
                     let end = a.expiry(timeout);
-                    out.closed.push(a.close(k, end, EndReason::Expired));
+                    out.closed
+                        .push(a.close(k, end, EndReason::Expired, out.symbols));
                 }
                 let a = Active {
                     start: ts,
                     last_seen: ts,
-                    user: out.interner.get(opt_str(&c.user, row)),
-                    site: out.interner.get(opt_str(&c.site, row)),
-                    os: out.interner.get(opt_str(&c.os, row)),
-                    app: out.interner.get(opt_str(&c.app, row)),
-                    setup_ms: opt_f64(&c.setup_ms, row),
+                    user: out.symbols.intern(opt_str(&c.user, row)),
+                    site: out.symbols.intern(opt_str(&c.site, row)),
+                    os: out.symbols.intern(opt_str(&c.os, row)),
+                    app: out.symbols.intern(opt_str(&c.app, row)),
+                    setup_ms: opt_f64(&c.setup_ms, row).unwrap_or(f64::NAN),
                 };
                 self.active.insert(sid.into(), a);
             }
@@ -330,13 +358,14 @@ impl Book {
                 match self.active.remove_entry(sid) {
                     Some((k, a)) if a.expiry(timeout) <= ts => {
                         let end = a.expiry(timeout);
-                        out.closed.push(a.close(k, end, EndReason::Expired));
+                        out.closed
+                            .push(a.close(k, end, EndReason::Expired, out.symbols));
                         *out.orphans += 1;
                     }
                     Some((k, a)) => {
-                        let reason = out.interner.get(opt_str(&c.reason, row));
+                        let reason = out.symbols.arc(opt_str(&c.reason, row));
                         out.closed
-                            .push(a.close(k, ts, EndReason::Disconnect(reason)));
+                            .push(a.close(k, ts, EndReason::Disconnect(reason), out.symbols));
                     }
                     None => *out.orphans += 1,
                 }
@@ -348,7 +377,8 @@ impl Book {
                     Some(_) => {
                         let (k, a) = self.active.remove_entry(sid).expect("present");
                         let end = a.expiry(timeout);
-                        out.closed.push(a.close(k, end, EndReason::Expired));
+                        out.closed
+                            .push(a.close(k, end, EndReason::Expired, out.symbols));
                         *out.orphans += 1;
                     }
                     None => *out.orphans += 1,
@@ -366,9 +396,9 @@ impl Book {
                         for (k, a) in self.active.drain() {
                             let exp = a.expiry(timeout);
                             let row = if exp <= ts {
-                                a.close(k, exp, EndReason::Expired)
+                                a.close(k, exp, EndReason::Expired, out.symbols)
                             } else {
-                                a.close(k, ts, EndReason::ServerDown)
+                                a.close(k, ts, EndReason::ServerDown, out.symbols)
                             };
                             out.closed.push(row);
                         }
@@ -380,7 +410,13 @@ impl Book {
     }
 
     /// Closes sessions whose timeout has passed by `frontier`.
-    fn expire_through(&mut self, frontier: i64, timeout: i64, closed: &mut Vec<SessionRow>) {
+    fn expire_through(
+        &mut self,
+        frontier: i64,
+        timeout: i64,
+        closed: &mut Vec<SessionRow>,
+        sym: &Symbols,
+    ) {
         let expired: Vec<Arc<str>> = self
             .active
             .iter()
@@ -390,7 +426,7 @@ impl Book {
         for k in expired {
             let a = self.active.remove(&k).expect("present");
             let end = a.expiry(timeout);
-            closed.push(a.close(k, end, EndReason::Expired));
+            closed.push(a.close(k, end, EndReason::Expired, sym));
         }
     }
 }
@@ -502,13 +538,13 @@ impl Server {
         &mut self,
         frontier: i64,
         timeout: i64,
-        interner: &mut Interner,
+        symbols: &mut Symbols,
         counters: &mut Counters,
     ) {
         let mut sink = Sink {
             closed: &mut self.closed,
             capacity_changes: &mut self.capacity_changes,
-            interner,
+            symbols,
             duplicate_connects: &mut counters.duplicate_connects,
             orphans: &mut counters.orphans,
         };
@@ -598,7 +634,7 @@ pub struct Engine {
     cfg: EngineConfig,
     servers: Vec<Server>,
     server_index: FxHashMap<Box<str>, usize>,
-    interner: Interner,
+    symbols: Symbols,
     events: EventStore,
     counters: Counters,
     now_ms: Option<i64>,
@@ -612,7 +648,7 @@ impl Engine {
         let mut e = Engine {
             servers: Vec::new(),
             server_index: FxHashMap::default(),
-            interner: Interner::default(),
+            symbols: Symbols::default(),
             events: EventStore::default(),
             counters: Counters::default(),
             now_ms: None,
@@ -759,7 +795,7 @@ impl Engine {
         for si in touched {
             let srv = &mut self.servers[si];
             if let Some(w) = srv.watermark(lateness) {
-                srv.drain_through(w, timeout, &mut self.interner, &mut self.counters);
+                srv.drain_through(w, timeout, &mut self.symbols, &mut self.counters);
             }
         }
         let kept = if dropped == 0 {
@@ -777,12 +813,12 @@ impl Engine {
     pub fn flush(&mut self) {
         let timeout = self.cfg.session_timeout_ms;
         for srv in &mut self.servers {
-            srv.drain_through(i64::MAX, timeout, &mut self.interner, &mut self.counters);
+            srv.drain_through(i64::MAX, timeout, &mut self.symbols, &mut self.counters);
         }
         self.maintain(true);
     }
 
-    /// Every 10 minutes of event time: retention, expiry of idle sessions, interner upkeep.
+    /// Every 10 minutes of event time: retention and expiry of idle sessions.
     /// None of it changes an answer (ends are computed from the last event, and snapshots
     /// filter by the horizon); it only bounds memory, so it need not run often.
     fn maintain(&mut self, force: bool) {
@@ -797,7 +833,8 @@ impl Engine {
         for srv in &mut self.servers {
             if let Some(w) = srv.watermark(lateness) {
                 let frontier = srv.pending.front().map_or(w, |p| p.ts.min(w));
-                srv.book.expire_through(frontier, timeout, &mut srv.closed);
+                srv.book
+                    .expire_through(frontier, timeout, &mut srv.closed, &self.symbols);
             }
             srv.closed.retain(|s| s.ended.is_none_or(|e| e >= horizon));
             srv.dedupe.evict_before(horizon);
@@ -814,7 +851,6 @@ impl Engine {
             }
         }
         self.events.evict_before(horizon);
-        self.interner.sweep();
     }
 
     /// An immutable copy of everything, with buffered events applied to a copy of the open
@@ -830,12 +866,13 @@ impl Engine {
                 let mut book = srv.book.clone();
                 let mut closed = Vec::new();
                 let mut capacity_changes = srv.capacity_changes.clone();
-                let mut interner = Interner::default();
+                // Buffered events may bring new strings: intern them in a copy.
+                let mut symbols = self.symbols.clone();
                 let (mut dc, mut orph) = (0, 0);
                 let mut sink = Sink {
                     closed: &mut closed,
                     capacity_changes: &mut capacity_changes,
-                    interner: &mut interner,
+                    symbols: &mut symbols,
                     duplicate_connects: &mut dc,
                     orphans: &mut orph,
                 };
@@ -855,19 +892,9 @@ impl Engine {
                 for (k, a) in book.active {
                     let exp = a.expiry(timeout);
                     let row = if now.is_some_and(|n| exp <= n) {
-                        a.close(k, exp, EndReason::Expired)
+                        a.close(k, exp, EndReason::Expired, &symbols)
                     } else {
-                        SessionRow {
-                            session: k,
-                            started: a.start,
-                            ended: None,
-                            end_reason: None,
-                            user: a.user,
-                            site: a.site,
-                            os: a.os,
-                            app: a.app,
-                            setup_ms: a.setup_ms,
-                        }
+                        a.row(k, &symbols)
                     };
                     sessions.push(row);
                 }

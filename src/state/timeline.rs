@@ -36,7 +36,9 @@ fn floor_sec(ms: i64) -> i64 {
 /// Rows from the server's first event (or `horizon`, if later) to `now`, one per second,
 /// produced one at a time: memory is O(sessions), not O(seconds).
 pub fn seconds(server: &ServerSnapshot, now: i64, horizon: i64) -> Seconds<'_> {
-    let start = server.first_ts.map_or(i64::MAX, |f| floor_sec(f.max(horizon)));
+    let start = server
+        .first_ts
+        .map_or(i64::MAX, |f| floor_sec(f.max(horizon)));
     let end = floor_sec(now);
     let mut changes: Vec<(i64, i32)> = Vec::with_capacity(server.sessions.len() * 2);
     for s in &server.sessions {
