@@ -49,7 +49,10 @@ pub fn write_result(
         Format::Json => {
             let batches = hex_binary(result)?;
             let refs: Vec<&RecordBatch> = batches.iter().collect();
-            let mut w = arrow::json::ArrayWriter::new(&mut *out);
+            // Explicit nulls: a consumer sees every column in every row.
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut *out);
             w.write_batches(&refs)?;
             w.finish()?;
             writeln!(out)?;
