@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # gatewatch replay vs DuckDB on the same NDJSON and the same question (per-server peak
 # concurrency and p99 rtt), in one run. Usage: bash benches/replay_vs_duckdb.sh [DAYS]
-# Generates ~280k events per simulated day (11 days ≈ 3M events, ≈ 440 MB) into bench-data/.
+# Generates ~250k events per simulated weekday (12 days from 16 March ≈ 3M events, ≈ 400 MB) into bench-data/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-days=${1:-11}
+days=${1:-12}
 mkdir -p bench-data
 if [ ! -x .venv-bench/bin/python ]; then
   python3 -m venv .venv-bench
