@@ -57,11 +57,14 @@ pub fn replay_files(
         })?))),
         None => None,
     };
+    let started = std::time::Instant::now();
+    let mut applying = std::time::Duration::ZERO;
     read_ndjson(
         files,
         workers,
         progress,
-        |fc: FileChunk| -> Result<(), ReplayError> {
+        |fc: &FileChunk| -> Result<(), ReplayError> {
+            let t = std::time::Instant::now();
             let d = &fc.decoded;
             for &(rec, reason) in &d.rejects {
                 engine.count_rejected(reason, 1);
@@ -83,10 +86,18 @@ pub fn replay_files(
                     .map_err(ReplayError::DeadLetter)?;
                 }
             }
+            applying += t.elapsed();
             Ok(())
         },
     )?;
+    let t = std::time::Instant::now();
     engine.flush();
+    tracing::debug!(
+        read_ms = started.elapsed().as_millis() as u64,
+        apply_ms = applying.as_millis() as u64,
+        flush_ms = t.elapsed().as_millis() as u64,
+        "Replay ingested its input."
+    );
     let dead_letters = match dlq {
         Some(w) => {
             let n = w.written();
@@ -95,7 +106,12 @@ pub fn replay_files(
         }
         None => 0,
     };
+    let t = std::time::Instant::now();
     let snapshot = Arc::new(engine.snapshot());
+    tracing::debug!(
+        snapshot_ms = t.elapsed().as_millis() as u64,
+        "Replay took its snapshot."
+    );
     Ok(ReplayOutcome {
         counters: snapshot.counters.clone(),
         snapshot,
@@ -145,7 +161,13 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         workers,
         true,
     )?;
+    let t = std::time::Instant::now();
     let result = run_sql(outcome.snapshot.clone(), &sql_text)?;
+    tracing::debug!(
+        query_ms = t.elapsed().as_millis() as u64,
+        rows = result.num_rows(),
+        "Replay answered its query."
+    );
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     write_result(&result, args.format, &mut out)?;

@@ -582,19 +582,16 @@ impl<'a> Parser<'a> {
             return Err(());
         }
         let start = self.i;
-        // Fast scan for the closing quote with no escapes or control characters.
-        loop {
-            match self.s.get(self.i) {
-                None => return Err(()),
-                Some(b'"') => {
-                    let out = &self.src[start..self.i];
-                    self.i += 1;
-                    return Ok(Cow::Borrowed(out));
-                }
-                Some(b'\\') => break,
-                Some(&c) if c < 0x20 => return Err(()),
-                Some(_) => self.i += 1,
+        // Fast path: the closing quote, with no escape or control character before it.
+        let rest = &self.s[start..];
+        let k = find_string_special(rest).ok_or(())?;
+        match rest[k] {
+            b'"' => {
+                self.i = start + k + 1;
+                return Ok(Cow::Borrowed(&self.src[start..start + k]));
             }
+            b'\\' => self.i = start + k,
+            _ => return Err(()),
         }
         let mut out = String::with_capacity(self.i - start + 16);
         out.push_str(&self.src[start..self.i]);
@@ -747,6 +744,32 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// Index of the first `"`, `\\` or control byte (< 0x20), eight bytes at a time: for each
+/// special kind, `(x - 0x01..) & !x & 0x80..` flags zero bytes of `x`; only flags above the first
+/// true match can be spurious (borrows travel upwards), so the lowest flag is exact.
+#[inline]
+fn find_string_special(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        let q = w ^ (LO * b'"' as u64);
+        let b = w ^ (LO * b'\\' as u64);
+        let flags =
+            (q.wrapping_sub(LO) & !q | b.wrapping_sub(LO) & !b | w.wrapping_sub(LO * 0x20) & !w)
+                & HI;
+        if flags != 0 {
+            return Some(i + (flags.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|k| i + k)
 }
 
 /// An integer field: integer syntax, or a float with no fractional part (`1e3`).
@@ -1190,6 +1213,28 @@ mod tests {
         );
         // A type error is not reported when the JSON itself is broken.
         assert_eq!(reason(r#"{"type":"latency","rtt_ms":"x","#), "invalid_json");
+    }
+
+    #[test]
+    fn special_byte_scan_matches_a_plain_scan() {
+        let mut rng = crate::sim::Rng::new(3);
+        let alphabet = [
+            b'a', b'"', b'\\', 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0x21, 0x5b, 0x5d, 0x01, 0x00,
+        ];
+        for _ in 0..20_000 {
+            let n = rng.below(40) as usize;
+            let v: Vec<u8> = (0..n)
+                .map(|_| {
+                    if rng.below(4) == 0 {
+                        alphabet[rng.below(13) as usize]
+                    } else {
+                        b'a' + rng.below(26) as u8
+                    }
+                })
+                .collect();
+            let plain = v.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            assert_eq!(find_string_special(&v), plain, "{v:?}");
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn read_ndjson<E: From<ReadError>>(
     paths: &[String],
     workers: usize,
     show_progress: bool,
-    mut apply: impl FnMut(FileChunk) -> Result<(), E>,
+    mut apply: impl FnMut(&FileChunk) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut opened = Vec::with_capacity(paths.len());
     for p in paths {
@@ -106,8 +106,9 @@ pub fn read_ndjson<E: From<ReadError>>(
         let (chunk_tx, chunk_rx) = sync_channel::<(u64, usize, Chunk)>(workers * 2);
         let (done_tx, done_rx) = sync_channel::<(u64, usize, DecodedChunk)>(workers * 2);
         let names: Vec<Arc<str>> = opened.iter().map(|o| o.name.clone()).collect();
+        let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(workers * 4);
         let reader = scope.spawn(move || {
-            read_blocks(opened, total, progress, |seq, fi, c| {
+            read_blocks(opened, total, progress, spare_rx, |seq, fi, c| {
                 chunk_tx.send((seq, fi, c)).is_ok()
             })
         });
@@ -148,10 +149,12 @@ pub fn read_ndjson<E: From<ReadError>>(
                     first_line: line,
                 };
                 line += n;
-                if let Err(e) = apply(fc) {
+                if let Err(e) = apply(&fc) {
                     result = Err(e);
                     break 'outer;
                 }
+                // Hand the buffer back to the reader; if it has enough, let it go.
+                let _ = spare_tx.try_send(fc.decoded.chunk.raw);
             }
         }
         drop(done_rx);
@@ -162,27 +165,37 @@ pub fn read_ndjson<E: From<ReadError>>(
 }
 
 /// The reader: blocks cut at the last newline; lines longer than [`MAX_RECORD_BYTES`] become a
-/// single truncated record and the rest of them is skipped.
+/// single truncated record and the rest of them is skipped. Reads go straight into the buffer
+/// that becomes the chunk (only the partial last line is copied), and buffers the caller is done
+/// with come back through `spare`, so steady state allocates nothing.
 fn read_blocks(
     inputs: Vec<Opened>,
     total: u64,
     progress: bool,
+    spare: Receiver<Vec<u8>>,
     mut send: impl FnMut(u64, usize, Chunk) -> bool,
 ) -> Result<(), ReadError> {
     let mut seq = 0u64;
     let mut done_bytes = 0u64;
     let mut last_report = Instant::now();
     let stdin = io::stdin();
+    let fresh = |spare: &Receiver<Vec<u8>>| -> Vec<u8> {
+        let mut b = spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK + BLOCK / 4));
+        b.clear();
+        b
+    };
     for (fi, opened) in inputs.into_iter().enumerate() {
         let mut reader: Box<dyn Read> = match opened.input {
             Input::Stdin => Box::new(stdin.lock()),
             Input::File(f, _) => Box::new(f),
         };
-        let mut carry: Vec<u8> = Vec::new();
+        let mut buf = fresh(&spare);
         let mut skipping = false;
-        let mut block = vec![0u8; BLOCK];
         loop {
-            let n = match reader.read(&mut block) {
+            let before = buf.len();
+            let n = match (&mut reader).take(BLOCK as u64).read_to_end(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
@@ -204,8 +217,8 @@ fn read_blocks(
                 );
             }
             if n == 0 {
-                if !carry.is_empty() && !skipping {
-                    let raw = std::mem::take(&mut carry);
+                if !buf.is_empty() && !skipping {
+                    let raw = std::mem::take(&mut buf);
                     if !send(
                         seq,
                         fi,
@@ -220,21 +233,24 @@ fn read_blocks(
                 }
                 break;
             }
-            let mut data = &block[..n];
             if skipping {
-                match memchr::memchr(b'\n', data) {
-                    None => continue,
+                // The rest of a too-long line: drop up to its end.
+                match memchr::memchr(b'\n', &buf[before..]) {
+                    None => {
+                        buf.truncate(before);
+                        continue;
+                    }
                     Some(i) => {
-                        data = &data[i + 1..];
+                        buf.drain(before..before + i + 1);
                         skipping = false;
                     }
                 }
             }
-            carry.extend_from_slice(data);
-            if let Some(last_nl) = memchr::memrchr(b'\n', &carry) {
-                let rest = carry[last_nl + 1..].to_vec();
-                carry.truncate(last_nl + 1);
-                let raw = std::mem::replace(&mut carry, rest);
+            if let Some(last_nl) = memchr::memrchr(b'\n', &buf[before..]).map(|i| before + i) {
+                let mut next = fresh(&spare);
+                next.extend_from_slice(&buf[last_nl + 1..]);
+                buf.truncate(last_nl + 1);
+                let raw = std::mem::replace(&mut buf, next);
                 if !send(
                     seq,
                     fi,
@@ -247,9 +263,9 @@ fn read_blocks(
                 }
                 seq += 1;
             }
-            if carry.len() > MAX_RECORD_BYTES {
-                carry.truncate(TOO_LONG_PREFIX);
-                let raw = std::mem::take(&mut carry);
+            if buf.len() > MAX_RECORD_BYTES {
+                buf.truncate(TOO_LONG_PREFIX);
+                let raw = std::mem::replace(&mut buf, fresh(&spare));
                 if !send(
                     seq,
                     fi,

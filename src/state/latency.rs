@@ -316,89 +316,90 @@ impl MinuteSummary {
     }
 }
 
-enum Minute {
-    Open(Vec<u64>),
-    Sealed(MinuteSummary),
-}
-
-/// One metric of one server: minutes by start time.
+/// One metric of one server: open minutes (a handful: the lateness window) as raw samples,
+/// sealed minutes by start time.
 pub struct MinuteSeries {
-    minutes: BTreeMap<i64, Minute>,
-    /// Every minute starting before this is sealed; sealing resumes here.
-    open_from: i64,
+    open: Vec<(i64, Vec<u64>)>,
+    sealed: BTreeMap<i64, MinuteSummary>,
 }
 
 impl Default for MinuteSeries {
     fn default() -> Self {
         MinuteSeries {
-            minutes: BTreeMap::new(),
-            open_from: i64::MIN,
+            open: Vec::new(),
+            sealed: BTreeMap::new(),
         }
     }
 }
 
 impl MinuteSeries {
-    /// Records a sample (ms) at event time `ts`. The minute must not be sealed: the caller has
-    /// rejected anything older than the watermark.
+    /// Records a sample (ms) at event time `ts`.
     pub fn record(&mut self, ts: i64, value_ms: f64) {
         let minute = ts - ts.rem_euclid(60_000);
-        let m = self.minutes.entry(minute).or_insert_with(|| Minute::Open(Vec::new()));
-        if let Minute::Sealed(s) = m {
+        let v = ms_to_us(value_ms);
+        // Most samples go to the newest open minute: look from the back.
+        if let Some((_, samples)) = self.open.iter_mut().rev().find(|(m, _)| *m == minute) {
+            samples.push(v);
+            return;
+        }
+        let mut samples = Vec::new();
+        if let Some(s) = self.sealed.remove(&minute) {
             // Only after `Engine::flush` (end of input) can a sample reach a sealed minute:
             // reopen it with bucket-equivalent samples.
             let h = decode(&s.hist).expect("sealed minutes hold our own encoding");
-            let mut samples = Vec::with_capacity(h.len() as usize);
-            for v in h.iter_recorded() {
-                let value = v.value_iterated_to();
-                samples.extend(std::iter::repeat_n(value, v.count_at_value() as usize));
+            for r in h.iter_recorded() {
+                let value = r.value_iterated_to();
+                samples.extend(std::iter::repeat_n(value, r.count_at_value() as usize));
             }
-            *m = Minute::Open(samples);
-            self.open_from = self.open_from.min(minute);
         }
-        if let Minute::Open(samples) = m {
-            samples.push(ms_to_us(value_ms));
-        }
+        samples.push(v);
+        self.open.push((minute, samples));
     }
 
     /// Seals every open minute that ends at or before `watermark`.
     pub fn seal_through(&mut self, watermark: i64) {
         let last = watermark.saturating_sub(60_000);
-        if last < self.open_from {
-            return;
-        }
-        for (&start, m) in self.minutes.range_mut(self.open_from..=last) {
-            if let Minute::Open(samples) = m {
-                *m = Minute::Sealed(MinuteSummary::of(start, samples));
+        let mut k = 0;
+        while k < self.open.len() {
+            if self.open[k].0 <= last {
+                let (start, mut samples) = self.open.swap_remove(k);
+                self.sealed
+                    .insert(start, MinuteSummary::of(start, &mut samples));
+            } else {
+                k += 1;
             }
         }
-        self.open_from = last.saturating_add(1);
     }
 
     /// Drops minutes that end before `horizon`.
     pub fn evict_before(&mut self, horizon: i64) {
-        self.minutes = self.minutes.split_off(&(horizon - 59_999));
+        self.sealed = self.sealed.split_off(&(horizon - 59_999));
+        self.open.retain(|(m, _)| *m >= horizon - 59_999);
     }
 
-    /// Summaries of all minutes, open ones encoded on the fly.
+    /// Summaries of all minutes in time order, open ones summarised on the fly.
     pub fn summaries(&self) -> Vec<MinuteSummary> {
-        self.minutes
-            .iter()
-            .map(|(&start, m)| match m {
-                Minute::Sealed(s) => s.clone(),
-                Minute::Open(samples) => MinuteSummary::of(start, &mut samples.clone()),
-            })
-            .collect()
+        let mut out: Vec<MinuteSummary> = self.sealed.values().cloned().collect();
+        for (start, samples) in &self.open {
+            out.push(MinuteSummary::of(*start, &mut samples.clone()));
+        }
+        out.sort_by_key(|s| s.minute_ms);
+        out
     }
 
     /// Bytes held (approximate), for the memory budget.
     pub fn heap_bytes(&self) -> usize {
-        self.minutes
+        let sealed: usize = self
+            .sealed
             .values()
-            .map(|m| match m {
-                Minute::Sealed(s) => s.hist.len() + std::mem::size_of::<MinuteSummary>() + 48,
-                Minute::Open(samples) => samples.capacity() * 8 + 48,
-            })
-            .sum()
+            .map(|s| s.hist.len() + std::mem::size_of::<MinuteSummary>() + 48)
+            .sum();
+        sealed
+            + self
+                .open
+                .iter()
+                .map(|(_, v)| v.capacity() * 8 + 48)
+                .sum::<usize>()
     }
 }
 
@@ -412,7 +413,8 @@ mod tests {
         for round in 0..200 {
             let n = 1 + rng.below(300) as usize;
             let scale = 10f64.powi((round % 7) as i32);
-            let mut samples: Vec<u64> = (0..n).map(|_| (rng.f64().powi(2) * scale) as u64).collect();
+            let mut samples: Vec<u64> =
+                (0..n).map(|_| (rng.f64().powi(2) * scale) as u64).collect();
             let mut h = new_histogram();
             for &v in &samples {
                 h.record(v).unwrap();
@@ -423,7 +425,11 @@ mod tests {
                 assert_eq!(got, us_to_ms(h.value_at_quantile(q)), "round {round} q{q}");
             }
             assert_eq!(s.max, us_to_ms(h.max()));
-            assert_eq!(&s.hist[..], &encode(&h)[..], "round {round}: byte-identical V2");
+            assert_eq!(
+                &s.hist[..],
+                &encode(&h)[..],
+                "round {round}: byte-identical V2"
+            );
         }
         // Beyond the initial range: not byte-identical (the crate's resize history sets the
         // header's highest value) but it decodes to the same histogram.
@@ -432,7 +438,10 @@ mod tests {
         samples.iter().for_each(|&v| h.record(v).unwrap());
         let s = MinuteSummary::of(0, &mut samples);
         let back = decode(&s.hist).unwrap();
-        assert_eq!((back.len(), back.max(), back.value_at_quantile(0.5)), (h.len(), h.max(), h.value_at_quantile(0.5)));
+        assert_eq!(
+            (back.len(), back.max(), back.value_at_quantile(0.5)),
+            (h.len(), h.max(), h.value_at_quantile(0.5))
+        );
     }
 
     #[test]
