@@ -318,18 +318,10 @@ impl MinuteSummary {
 
 /// One metric of one server: open minutes (a handful: the lateness window) as raw samples,
 /// sealed minutes by start time.
+#[derive(Default)]
 pub struct MinuteSeries {
     open: Vec<(i64, Vec<u64>)>,
     sealed: BTreeMap<i64, MinuteSummary>,
-}
-
-impl Default for MinuteSeries {
-    fn default() -> Self {
-        MinuteSeries {
-            open: Vec::new(),
-            sealed: BTreeMap::new(),
-        }
-    }
 }
 
 impl MinuteSeries {
@@ -412,7 +404,7 @@ mod tests {
         let mut rng = crate::sim::Rng::new(5);
         for round in 0..200 {
             let n = 1 + rng.below(300) as usize;
-            let scale = 10f64.powi((round % 7) as i32);
+            let scale = 10f64.powi(round % 7);
             let mut samples: Vec<u64> =
                 (0..n).map(|_| (rng.f64().powi(2) * scale) as u64).collect();
             let mut h = new_histogram();
