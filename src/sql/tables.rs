@@ -254,40 +254,54 @@ fn concurrency_batches(
     schema: SchemaRef,
 ) -> Vec<RecordBatch> {
     let mut it = timeline::seconds(srv, now, horizon);
+    let want = |c: usize| cols.contains(&c);
+    let (w_ts, w_cap) = (want(0), want(7));
+    let w_int: [bool; 5] = std::array::from_fn(|k| want(2 + k));
     let mut out = Vec::new();
     loop {
-        let rows: Vec<timeline::SecondRow> = it.by_ref().take(CONCURRENCY_BATCH_ROWS).collect();
-        if rows.is_empty() {
+        let n = it.remaining().min(CONCURRENCY_BATCH_ROWS);
+        if n == 0 {
             return out;
         }
-        let n = rows.len();
-        let int = |f: fn(&timeline::SecondRow) -> i64| -> ArrayRef {
-            Arc::new(arrow::array::Int64Array::from_iter_values(
-                rows.iter().map(f),
-            ))
-        };
+        // Only the projected columns are filled; the others stay empty.
+        let mut ts: Vec<i64> = Vec::with_capacity(if w_ts { n } else { 0 });
+        let mut ints: [Vec<i64>; 5] =
+            std::array::from_fn(|k| Vec::with_capacity(if w_int[k] { n } else { 0 }));
+        let mut cap = arrow::array::Int64Builder::with_capacity(if w_cap { n } else { 0 });
+        for r in it.by_ref().take(n) {
+            if w_ts {
+                ts.push(r.ts);
+            }
+            let vals = [r.sessions, r.peak, r.connects, r.disconnects, r.rejects];
+            for k in 0..5 {
+                if w_int[k] {
+                    ints[k].push(vals[k] as i64);
+                }
+            }
+            if w_cap {
+                cap.append_option(r.capacity.map(i64::from));
+            }
+        }
+        let mut ints = ints.map(Some);
+        let mut ts = Some(ts);
         let columns: Vec<ArrayRef> = cols
             .iter()
             .map(|&c| match c {
                 0 => Arc::new(
-                    arrow::array::TimestampMillisecondArray::from_iter_values(
-                        rows.iter().map(|r| r.ts),
+                    arrow::array::TimestampMillisecondArray::new(
+                        ts.take().unwrap_or_default().into(),
+                        None,
                     )
                     .with_timezone("UTC"),
                 ) as ArrayRef,
                 1 => Arc::new(arrow::array::StringArray::from_iter_values(
                     std::iter::repeat_n(&*srv.name, n),
                 )),
-                2 => int(|r| r.sessions as i64),
-                3 => int(|r| r.peak as i64),
-                4 => int(|r| r.connects as i64),
-                5 => int(|r| r.disconnects as i64),
-                6 => int(|r| r.rejects as i64),
-                _ => Arc::new(
-                    rows.iter()
-                        .map(|r| r.capacity.map(i64::from))
-                        .collect::<arrow::array::Int64Array>(),
-                ),
+                2..=6 => Arc::new(arrow::array::Int64Array::new(
+                    ints[c - 2].take().unwrap_or_default().into(),
+                    None,
+                )),
+                _ => Arc::new(cap.finish()),
             })
             .collect();
         out.push(
