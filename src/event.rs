@@ -460,7 +460,7 @@ impl<'a> Parser<'a> {
                 _ => bad_type,
             },
             SetupMs | RttMs | JitterMs | LossPct => match v {
-                Scalar::Num { text, .. } => match text.parse::<f64>() {
+                Scalar::Num { text, .. } => match parse_f64(text) {
                     Ok(x) if x >= 0.0 && x.is_finite() => {
                         let slot = match field {
                             SetupMs => &mut ev.setup_ms,
@@ -772,6 +772,35 @@ fn find_string_special(s: &[u8]) -> Option<usize> {
         .map(|k| i + k)
 }
 
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A JSON number as f64. Plain decimals with at most 15 digits (`38.2`, `1450.5`) take Clinger's
+/// fast path: the digits as an integer (exact below 2^53) divided by an exact power of ten is
+/// correctly rounded, so the result equals `str::parse`. Anything else goes to `str::parse`.
+fn parse_f64(text: &str) -> Result<f64, std::num::ParseFloatError> {
+    let b = text.as_bytes();
+    let (mut mantissa, mut digits, mut frac) = (0u64, 0u32, None::<u32>);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (c - b'0') as u64;
+                digits += 1;
+                if let Some(f) = frac.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if frac.is_none() => frac = Some(0),
+            _ => return text.parse(),
+        }
+        if digits > 15 {
+            return text.parse();
+        }
+    }
+    Ok(mantissa as f64 / POW10[frac.unwrap_or(0) as usize])
+}
+
 /// An integer field: integer syntax, or a float with no fractional part (`1e3`).
 fn parse_integer(text: &str, integer: bool) -> Option<i64> {
     if integer {
@@ -996,21 +1025,22 @@ impl EventColumns {
         let s = |bytes: usize| StringBuilder::with_capacity(rows, rows * bytes);
         EventColumns {
             ts: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            kind: s(8),
-            server: s(6),
-            session: s(12),
+            // Generous per-row byte estimates: a string buffer that regrows copies itself.
+            kind: s(10),
+            server: s(8),
+            session: s(24),
             user: s(8),
-            site: s(6),
-            os: s(10),
-            app: s(4),
+            site: s(8),
+            os: s(12),
+            app: s(8),
             setup_ms: Float64Builder::with_capacity(rows),
             rtt_ms: Float64Builder::with_capacity(rows),
             jitter_ms: Float64Builder::with_capacity(rows),
             loss_pct: Float64Builder::with_capacity(rows),
-            reason: s(2),
+            reason: s(4),
             bytes_in: Int64Builder::with_capacity(rows),
             bytes_out: Int64Builder::with_capacity(rows),
-            id: s(12),
+            id: s(24),
             capacity: Int64Builder::with_capacity(rows),
             state: s(1),
             len: 0,
@@ -1234,6 +1264,44 @@ mod tests {
                 .collect();
             let plain = v.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
             assert_eq!(find_string_special(&v), plain, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn fast_float_parse_equals_std() {
+        let mut rng = crate::sim::Rng::new(11);
+        for _ in 0..200_000 {
+            let magnitude = rng.below(9) as u32 + 1;
+            let int = rng.below(10u64.pow(magnitude));
+            let frac_digits = rng.below(8) as usize;
+            let frac: String = (0..frac_digits)
+                .map(|_| (b'0' + rng.below(10) as u8) as char)
+                .collect();
+            let text = if frac_digits == 0 {
+                int.to_string()
+            } else {
+                format!("{int}.{frac}")
+            };
+            assert_eq!(
+                parse_f64(&text).unwrap().to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
+        }
+        for t in [
+            "0",
+            "0.1",
+            "1e3",
+            "-2.5",
+            "123456789012345.6",
+            "0.30000000000000004",
+            "9007199254740993",
+        ] {
+            assert_eq!(
+                parse_f64(t).unwrap().to_bits(),
+                t.parse::<f64>().unwrap().to_bits(),
+                "{t}"
+            );
         }
     }
 
