@@ -243,6 +243,17 @@ fn concurrency(snap: &Snapshot, cols: &[usize]) -> Vec<RecordBatch> {
     })
 }
 
+/// `n` copies of `s` as a string array, built as one buffer (a column of one repeated value).
+fn repeated(s: &str, n: usize) -> arrow::array::StringArray {
+    let len = s.len() as i32;
+    let offsets: Vec<i32> = (0..=n as i32).map(|i| i * len).collect();
+    arrow::array::StringArray::new(
+        arrow::buffer::OffsetBuffer::new(offsets.into()),
+        arrow::buffer::Buffer::from_vec(s.as_bytes().repeat(n)),
+        None,
+    )
+}
+
 /// Rows per `concurrency` batch.
 const CONCURRENCY_BATCH_ROWS: usize = 65_536;
 
@@ -254,12 +265,16 @@ fn concurrency_batches(
     schema: SchemaRef,
 ) -> Vec<RecordBatch> {
     let mut it = timeline::seconds(srv, now, horizon);
+    // Keep a batch's `server` column under 1 GiB of i32 offsets, however long the name.
+    let batch_rows = CONCURRENCY_BATCH_ROWS
+        .min((1 << 30) / srv.name.len().max(1))
+        .max(1);
     let want = |c: usize| cols.contains(&c);
     let (w_ts, w_cap) = (want(0), want(7));
     let w_int: [bool; 5] = std::array::from_fn(|k| want(2 + k));
     let mut out = Vec::new();
     loop {
-        let n = it.remaining().min(CONCURRENCY_BATCH_ROWS);
+        let n = it.remaining().min(batch_rows);
         if n == 0 {
             return out;
         }
@@ -294,9 +309,7 @@ fn concurrency_batches(
                     )
                     .with_timezone("UTC"),
                 ) as ArrayRef,
-                1 => Arc::new(arrow::array::StringArray::from_iter_values(
-                    std::iter::repeat_n(&*srv.name, n),
-                )),
+                1 => Arc::new(repeated(&srv.name, n)),
                 2..=6 => Arc::new(arrow::array::Int64Array::new(
                     ints[c - 2].take().unwrap_or_default().into(),
                     None,
@@ -473,9 +486,30 @@ impl TableProvider for SnapshotTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batches = self
-            .built
-            .get_or_init(|| self.table.batches(&self.snapshot));
+        // `concurrency` can be millions of rows: build only the columns the query reads, per
+        // scan. The other tables are small enough to build whole once per query.
+        let (batches, schema, projection) = if self.table == Table::Concurrency {
+            let cols: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..8).collect());
+            let t = std::time::Instant::now();
+            let batches = concurrency(&self.snapshot, &cols);
+            tracing::debug!(
+                build_ms = t.elapsed().as_millis() as u64,
+                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                columns = cols.len(),
+                "Built the concurrency table."
+            );
+            let schema = Arc::new(self.schema().project(&cols)?);
+            (std::borrow::Cow::Owned(batches), schema, None)
+        } else {
+            let batches = self
+                .built
+                .get_or_init(|| self.table.batches(&self.snapshot));
+            (
+                std::borrow::Cow::Borrowed(batches),
+                self.schema(),
+                projection.cloned(),
+            )
+        };
         // Spread batches over the configured partitions so scans use every core.
         let parts = state.config().target_partitions().max(1);
         let mut partitions: Vec<Vec<RecordBatch>> =
@@ -484,8 +518,7 @@ impl TableProvider for SnapshotTable {
         for (i, b) in batches.iter().enumerate() {
             partitions[i % k].push(b.clone());
         }
-        let exec =
-            MemorySourceConfig::try_new_exec(&partitions, self.schema(), projection.cloned())?;
+        let exec = MemorySourceConfig::try_new_exec(&partitions, schema, projection)?;
         Ok(exec)
     }
 }
