@@ -93,15 +93,6 @@ impl EventStore {
         out.extend(self.open.iter().map(|b| trim(b, h)));
         out
     }
-
-    /// Rows held.
-    pub fn rows(&self) -> usize {
-        self.sealed
-            .iter()
-            .map(|s| s.batch.num_rows())
-            .sum::<usize>()
-            + self.open_rows
-    }
 }
 
 fn trim(batch: &RecordBatch, horizon: i64) -> RecordBatch {

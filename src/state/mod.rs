@@ -868,18 +868,21 @@ impl Engine {
                 let mut book = srv.book.clone();
                 let mut closed = Vec::new();
                 let mut capacity_changes = srv.capacity_changes.clone();
-                // Buffered events may bring new strings: intern them in a copy.
-                let mut symbols = self.symbols.clone();
-                let (mut dc, mut orph) = (0, 0);
-                let mut sink = Sink {
-                    closed: &mut closed,
-                    capacity_changes: &mut capacity_changes,
-                    symbols: &mut symbols,
-                    duplicate_connects: &mut dc,
-                    orphans: &mut orph,
-                };
-                for p in &srv.pending {
-                    book.apply(p, timeout, &mut sink);
+                // Buffered events may bring new strings: intern them in a copy, made only for a
+                // server that has buffered events.
+                let mut symbols = std::borrow::Cow::Borrowed(&self.symbols);
+                if !srv.pending.is_empty() {
+                    let (mut dc, mut orph) = (0, 0);
+                    let mut sink = Sink {
+                        closed: &mut closed,
+                        capacity_changes: &mut capacity_changes,
+                        symbols: symbols.to_mut(),
+                        duplicate_connects: &mut dc,
+                        orphans: &mut orph,
+                    };
+                    for p in &srv.pending {
+                        book.apply(p, timeout, &mut sink);
+                    }
                 }
                 let mut sessions: Vec<SessionRow> = srv
                     .closed
