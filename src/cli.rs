@@ -16,10 +16,67 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The service: consume events from Kafka, answer SQL over HTTP. Without --brokers it
+    /// starts an embedded Kafka cluster and plays the simulator into it.
+    Run(RunArgs),
     /// Run recorded events (NDJSON) through the engine, then answer one SQL query.
     Replay(ReplayArgs),
-    /// Write deterministic synthetic gateway traffic (NDJSON).
+    /// Write deterministic synthetic gateway traffic, to a file or a Kafka topic.
     Simulate(SimulateArgs),
+    /// Ask a running service one SQL question.
+    Query(QueryArgs),
+    /// Validate a config file and show what it configures.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// `gatewatch run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Kafka bootstrap servers (host:port,...). Default: kafka.brokers from the config, else an
+    /// embedded in-process cluster fed by the simulator.
+    #[arg(long, value_name = "HOSTS")]
+    pub brokers: Option<String>,
+    /// Topic to consume (repeat for several). Default: kafka.topics, else gateway.sessions.
+    #[arg(long, value_name = "T")]
+    pub topic: Vec<String>,
+    /// Consumer group. Default: kafka.group, else gatewatch.
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// HTTP listen address. Default: http.bind, else 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// TOML config: kafka, http, engine, servers.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Embedded mode only: how fast the simulator plays event time (60 = an hour per minute).
+    #[arg(long, value_name = "X", default_value_t = 60.0)]
+    pub speed: f64,
+}
+
+/// `gatewatch query`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("query").required(true).args(["sql", "sql_file"])))]
+pub struct QueryArgs {
+    /// The service's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// A file holding the SQL query (e.g. one of queries/*.sql).
+    #[arg(long, value_name = "F")]
+    pub sql_file: Option<PathBuf>,
+    /// The SQL query.
+    #[arg(value_name = "SQL")]
+    pub sql: Option<String>,
+}
+
+/// `gatewatch check-config`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML file to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Output formats for query results.
@@ -62,6 +119,7 @@ pub struct ReplayArgs {
 
 /// `gatewatch simulate`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("sink").required(true).args(["out", "brokers"])))]
 pub struct SimulateArgs {
     /// The story to tell.
     #[arg(long, value_enum, default_value_t = Scenario::March2020)]
@@ -78,9 +136,19 @@ pub struct SimulateArgs {
     /// Scale the story to this many users (capacities scale with it). Default: the story's own.
     #[arg(long, value_name = "N")]
     pub users: Option<u32>,
-    /// Where to write the NDJSON.
+    /// Play speed: event time runs X times faster than the clock (60 = an hour per minute);
+    /// 0 writes as fast as possible.
+    #[arg(long, value_name = "X", default_value_t = 0.0)]
+    pub speed: f64,
+    /// Write NDJSON to this file.
     #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Produce to Kafka at these bootstrap servers instead (key: the server id).
+    #[arg(long, value_name = "HOSTS", requires = "topic")]
+    pub brokers: Option<String>,
+    /// The topic to produce to (with --brokers).
+    #[arg(long, value_name = "T")]
+    pub topic: Option<String>,
 }
 
 /// Simulator scenarios.

@@ -51,6 +51,27 @@ struct RawConfig {
     engine: RawEngine,
     #[serde(default)]
     servers: BTreeMap<String, RawServer>,
+    #[serde(default)]
+    kafka: RawKafka,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    brokers: Option<String>,
+    topics: Option<Vec<String>>,
+    group: Option<String>,
+    dead_letter_topic: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    bind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,11 +122,74 @@ impl Default for EngineConfig {
     }
 }
 
+/// Default topic the service reads.
+pub const DEFAULT_TOPIC: &str = "gateway.sessions";
+/// Default consumer group.
+pub const DEFAULT_GROUP: &str = "gatewatch";
+/// Default HTTP listen address: loopback only.
+pub const DEFAULT_HTTP_BIND: &str = "127.0.0.1:8080";
+
+/// Where events come from (`[kafka]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`; `None` runs the embedded in-process cluster and simulator.
+    pub brokers: Option<String>,
+    /// Topics to consume (at least one).
+    pub topics: Vec<String>,
+    /// Consumer group id.
+    pub group: String,
+    /// Where rejected messages go; `None` means `<source topic>.dlq`.
+    pub dead_letter_topic: Option<String>,
+    /// librdkafka properties passed through as given (SASL, TLS, tuning).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: None,
+            topics: vec![DEFAULT_TOPIC.to_string()],
+            group: DEFAULT_GROUP.to_string(),
+            dead_letter_topic: None,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The dead-letter topic for messages read from `source`.
+    pub fn dead_letter_topic_for(&self, source: &str) -> String {
+        match &self.dead_letter_topic {
+            Some(t) => t.clone(),
+            None => format!("{source}.dlq"),
+        }
+    }
+}
+
+/// The HTTP API (`[http]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub bind: std::net::SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: DEFAULT_HTTP_BIND.parse().expect("valid default address"),
+        }
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     /// Engine semantics and known servers.
     pub engine: EngineConfig,
+    /// Kafka input and dead letters.
+    pub kafka: KafkaConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -179,8 +263,100 @@ impl Config {
                 },
             );
         }
-        Ok(Config { engine })
+        let kafka = parse_kafka(raw.kafka).map_err(invalid)?;
+        let http = match raw.http.bind {
+            None => HttpConfig::default(),
+            Some(b) => HttpConfig {
+                bind: parse_bind(&b).map_err(|m| invalid(format!("http.bind: {m}")))?,
+            },
+        };
+        Ok(Config {
+            engine,
+            kafka,
+            http,
+        })
     }
+}
+
+fn parse_kafka(raw: RawKafka) -> Result<KafkaConfig, String> {
+    let mut k = KafkaConfig::default();
+    if let Some(b) = raw.brokers {
+        if b.trim().is_empty() {
+            return Err("kafka.brokers is empty; give host:port[,host:port], or remove it to run the embedded cluster".into());
+        }
+        k.brokers = Some(b);
+    }
+    if let Some(t) = raw.topics {
+        k.topics = validate_topics(t).map_err(|m| format!("kafka.topics: {m}"))?;
+    }
+    if let Some(g) = raw.group {
+        if g.trim().is_empty() {
+            return Err("kafka.group is empty; name the consumer group, e.g. \"gatewatch\"".into());
+        }
+        k.group = g;
+    }
+    if let Some(t) = raw.dead_letter_topic {
+        validate_topic(&t).map_err(|m| format!("kafka.dead_letter_topic: {m}"))?;
+        k.dead_letter_topic = Some(t);
+    }
+    for (key, v) in raw.properties {
+        let value = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => {
+                return Err(format!(
+                    "kafka.properties.{key} must be a string, number or boolean (librdkafka takes every property as text)"
+                ))
+            }
+        };
+        if matches!(
+            key.as_str(),
+            "bootstrap.servers" | "group.id" | "enable.auto.offset.store"
+        ) {
+            return Err(format!(
+                "kafka.properties.{key} is set by gatewatch itself; use kafka.brokers / kafka.group instead (offsets are stored only after events are applied)"
+            ));
+        }
+        k.properties.insert(key, value);
+    }
+    Ok(k)
+}
+
+/// Checks a list of topic names (non-empty, each valid).
+pub fn validate_topics(topics: Vec<String>) -> Result<Vec<String>, String> {
+    if topics.is_empty() {
+        return Err("no topic given; name at least one, e.g. \"gateway.sessions\"".into());
+    }
+    for t in &topics {
+        validate_topic(t)?;
+    }
+    Ok(topics)
+}
+
+/// Kafka's rule for topic names: 1–249 of `[a-zA-Z0-9._-]`.
+pub fn validate_topic(t: &str) -> Result<(), String> {
+    let ok = !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{t:?} is not a valid Kafka topic name; use 1 to 249 letters, digits, '.', '_' or '-'"
+        ))
+    }
+}
+
+/// Parses a listen address such as `127.0.0.1:8080` or `0.0.0.0:9000`.
+pub fn parse_bind(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("{s:?} is not an address to listen on; write it as IP:PORT, e.g. 127.0.0.1:8080")
+    })
 }
 
 fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -244,6 +420,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("greater than 0"), "{e}");
+    }
+
+    #[test]
+    fn kafka_and_http() {
+        let c = Config::parse(
+            "[kafka]\nbrokers = \"k1:9092,k2:9092\"\ntopics = [\"a\", \"b\"]\ngroup = \"g\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"fetch.wait.max.ms\" = 50\n[http]\nbind = \"0.0.0.0:9000\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers.as_deref(), Some("k1:9092,k2:9092"));
+        assert_eq!(c.kafka.topics, vec!["a", "b"]);
+        assert_eq!(c.kafka.dead_letter_topic_for("a"), "a.dlq");
+        assert_eq!(c.kafka.properties["fetch.wait.max.ms"], "50");
+        assert_eq!(c.http.bind.port(), 9000);
+        let e = Config::parse("[kafka]\ntopics = [\"bad topic\"]\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a valid Kafka topic name"), "{e}");
+        let e = Config::parse("[http]\nbind = \"localhost\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("IP:PORT"), "{e}");
+        let e = Config::parse("[kafka.properties]\n\"group.id\" = \"x\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka.group"), "{e}");
     }
 
     #[test]

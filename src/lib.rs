@@ -19,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod http;
 pub mod ingest;
 pub mod output;
 pub mod sim;

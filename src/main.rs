@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        Command::Run(args) => gatewatch::app::service::run(args),
         Command::Replay(args) => gatewatch::app::replay(args),
+        Command::Query(args) => gatewatch::app::query(args),
+        Command::CheckConfig(args) => gatewatch::app::check_config(args),
         Command::Simulate(args) => gatewatch::sim::simulate(args),
     };
     match result {

@@ -13,7 +13,14 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use crate::cli::SimulateArgs;
 use crate::event::{format_rfc3339_ms, parse_rfc3339_ms};
@@ -113,7 +120,7 @@ fn plan(day: i64) -> DayPlan {
     }
 }
 
-/// Writes the scenario to `args.out`.
+/// `gatewatch simulate`: plays the scenario into a file or a Kafka topic.
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let start = parse_rfc3339_ms(&format!("{}T00:00:00Z", args.start)).with_context(|| {
         format!(
@@ -124,25 +131,262 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     if args.days == 0 {
         anyhow::bail!("--days must be at least 1");
     }
-    let f = File::create(&args.out).with_context(|| {
-        format!(
-            "cannot create {}; check that its directory exists",
-            args.out.display()
-        )
-    })?;
-    let mut out = BufWriter::with_capacity(1 << 20, f);
-    let mut n = 0u64;
-    for d in 0..args.days as i64 {
-        n += generate_day(start / DAY + d, args.seed, args.users, &mut out)?;
+    if !(args.speed >= 0.0 && args.speed.is_finite()) {
+        anyhow::bail!("--speed must be 0 (as fast as possible) or a positive factor such as 60");
     }
-    out.flush()?;
-    eprintln!("simulate: wrote {n} events to {}", args.out.display());
+    let plan = Playback {
+        start_day: start / DAY,
+        days: args.days,
+        seed: args.seed,
+        users: args.users,
+        speed: args.speed,
+        fast_until: None,
+    };
+    let stop = AtomicBool::new(false);
+    let (n, target) = match (&args.out, &args.brokers) {
+        (Some(path), _) => {
+            let f = File::create(path).with_context(|| {
+                format!(
+                    "cannot create {}; check that its directory exists",
+                    path.display()
+                )
+            })?;
+            let mut sink = FileSink {
+                out: BufWriter::with_capacity(1 << 20, f),
+                paced: args.speed > 0.0,
+            };
+            let n = play(&plan, &mut sink, &stop)?;
+            sink.out.flush()?;
+            (n, path.display().to_string())
+        }
+        (None, Some(brokers)) => {
+            let topic = args.topic.as_deref().expect("clap requires --topic");
+            let mut sink = KafkaSink::new(brokers, topic, &Default::default())?;
+            let n = play(&plan, &mut sink, &stop)?;
+            sink.finish()?;
+            (n, format!("topic {topic} on {brokers}"))
+        }
+        (None, None) => unreachable!("clap requires --out or --brokers"),
+    };
+    eprintln!("simulate: wrote {n} events to {target}");
     Ok(())
 }
 
-struct Ev {
-    ts: i64,
-    line: String,
+/// What to play and how fast.
+#[derive(Debug, Clone)]
+pub struct Playback {
+    /// First day, in days since 1970-01-01.
+    pub start_day: i64,
+    /// Days to play.
+    pub days: u32,
+    /// Seed.
+    pub seed: u64,
+    /// Scale to this many users.
+    pub users: Option<u32>,
+    /// Event-time seconds per wall-clock second; 0 = as fast as possible.
+    pub speed: f64,
+    /// Events before this event time go out at full speed; pacing starts there.
+    pub fast_until: Option<i64>,
+}
+
+/// Where simulated events go.
+pub trait SimSink {
+    /// Sends one event; `server` is its Kafka key.
+    fn send(&mut self, server: &str, line: &str) -> anyhow::Result<()>;
+    /// Makes what was sent visible (called when pacing waits).
+    fn flush(&mut self) -> anyhow::Result<()>;
+}
+
+struct FileSink {
+    out: BufWriter<File>,
+    paced: bool,
+}
+
+impl SimSink for FileSink {
+    fn send(&mut self, _server: &str, line: &str) -> anyhow::Result<()> {
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.paced {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts what the broker refused.
+struct SimProducerContext {
+    failed: AtomicU64,
+}
+
+impl ClientContext for SimProducerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && fac != "CONFWARN" {
+            tracing::warn!(%fac, "librdkafka (simulator): {message}");
+        }
+    }
+}
+
+impl ProducerContext for SimProducerContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::error!(error = %e, "The simulator's events are not being delivered.");
+            }
+        }
+    }
+}
+
+/// Produces to a Kafka topic, keyed by server so each server's events stay in order.
+pub struct KafkaSink {
+    producer: ThreadedProducer<SimProducerContext>,
+    topic: String,
+    brokers: String,
+}
+
+impl KafkaSink {
+    /// Connects and checks that `topic` exists.
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        properties: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<KafkaSink> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "500000")
+            .set("enable.idempotence", "true");
+        for (k, v) in properties {
+            c.set(k, v);
+        }
+        let producer: ThreadedProducer<SimProducerContext> = c
+            .create_with_context(SimProducerContext {
+                failed: AtomicU64::new(0),
+            })
+            .with_context(|| format!("cannot create a Kafka producer for {brokers}"))?;
+        let md = producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach Kafka at {brokers} ({e}); check --brokers and that the broker is running"
+                )
+            })?;
+        let exists = md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        if !exists {
+            anyhow::bail!(
+                "topic {topic:?} does not exist on {brokers}; create it first (several partitions let consumers share the work)"
+            );
+        }
+        Ok(KafkaSink {
+            producer,
+            topic: topic.to_string(),
+            brokers: brokers.to_string(),
+        })
+    }
+
+    /// Waits for every event to be delivered; errors if any was refused.
+    pub fn finish(self) -> anyhow::Result<()> {
+        while self.producer.in_flight_count() > 0 {
+            if self.producer.flush(Duration::from_secs(30)).is_err() {
+                tracing::warn!(brokers = %self.brokers, "Still waiting for Kafka to accept the simulator's events.");
+            }
+        }
+        let failed = self.producer.context().failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            anyhow::bail!(
+                "{failed} events were not delivered to {} on {}; see the log above",
+                self.topic,
+                self.brokers
+            );
+        }
+        Ok(())
+    }
+}
+
+impl SimSink for KafkaSink {
+    fn send(&mut self, server: &str, line: &str) -> anyhow::Result<()> {
+        let mut record = BaseRecord::to(&self.topic).key(server).payload(line);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => anyhow::bail!("cannot produce to {}: {e}", self.topic),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Plays `plan` into `sink`, pacing event time if asked, until done or `stop`. Returns the
+/// number of events sent.
+pub fn play(plan: &Playback, sink: &mut dyn SimSink, stop: &AtomicBool) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    // (wall clock, event time) where pacing starts.
+    let mut anchor: Option<(Instant, i64)> = None;
+    for d in 0..plan.days as i64 {
+        let day = simulate_day(plan.start_day + d, plan.seed, plan.users);
+        for e in &day.events {
+            if plan.speed > 0.0 && plan.fast_until.is_none_or(|f| e.ts >= f) {
+                let (wall0, ts0) = *anchor.get_or_insert((Instant::now(), e.ts));
+                let due =
+                    wall0 + Duration::from_secs_f64((e.ts - ts0) as f64 / 1000.0 / plan.speed);
+                let mut flushed = false;
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(n);
+                    }
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
+                    }
+                    if !flushed {
+                        sink.flush()?;
+                        flushed = true;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(200)));
+                }
+            } else if n.is_multiple_of(4096) && stop.load(Ordering::Relaxed) {
+                return Ok(n);
+            }
+            sink.send(&day.servers[e.server as usize], &e.line)?;
+            n += 1;
+        }
+    }
+    sink.flush()?;
+    Ok(n)
+}
+
+/// One simulated event: its time, the index of its server in [`Day::servers`], its JSON.
+pub struct SimEvent {
+    /// Event time, epoch ms.
+    pub ts: i64,
+    /// Index into [`Day::servers`] (the Kafka key).
+    pub server: u16,
+    /// The event as one JSON object.
+    pub line: String,
+}
+
+/// One simulated day: servers and events sorted by time.
+pub struct Day {
+    /// Server ids.
+    pub servers: Vec<String>,
+    /// Events in time order.
+    pub events: Vec<SimEvent>,
 }
 
 /// One day of events, sorted by time, written as NDJSON. Returns the count.
@@ -152,6 +396,16 @@ pub fn generate_day(
     users: Option<u32>,
     out: &mut dyn Write,
 ) -> anyhow::Result<u64> {
+    let d = simulate_day(day, seed, users);
+    for e in &d.events {
+        out.write_all(e.line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    Ok(d.events.len() as u64)
+}
+
+/// The events of day `day` (days since 1970-01-01) for `seed`, scaled to `users` if given.
+pub fn simulate_day(day: i64, seed: u64, users: Option<u32>) -> Day {
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(day as u64));
     let scale = |mut p: DayPlan| {
         if let Some(u) = users {
@@ -165,7 +419,7 @@ pub fn generate_day(
     };
     let p = scale(plan(day));
     let t0 = day * DAY;
-    let mut evs: Vec<Ev> = Vec::with_capacity(p.users * 500);
+    let mut evs: Vec<SimEvent> = Vec::with_capacity(p.users * 500);
     let mut id = 0u64;
     let mut next_id = || {
         id += 1;
@@ -175,11 +429,12 @@ pub fn generate_day(
 
     // Servers announce themselves at midnight; spares come up at 10:00 on their first day.
     let prev = scale(plan(day - 1));
-    for (name, cap) in &p.servers {
+    for (si, (name, cap)) in p.servers.iter().enumerate() {
         let new_today = !prev.servers.iter().any(|(n, _)| n == name) && day > day_of("2020-03-17");
         let t = if new_today { t0 + 10 * 60 * MIN } else { t0 };
-        evs.push(Ev {
+        evs.push(SimEvent {
             ts: t,
+            server: si as u16,
             line: format!(r#"{{"type":"server","ts":"{}","server":"{name}","capacity":{cap},"state":"up","id":"{}"}}"#, ts_str(t), next_id()),
         });
     }
@@ -192,16 +447,19 @@ pub fn generate_day(
     .find(|c| day_of(c.0) == day)
     .map(|(_, srv, down, up)| (srv, t0 + down * MIN, t0 + up * MIN));
     if let Some((srv, down, up)) = crash {
-        evs.push(Ev {
+        let si = p.servers.iter().position(|s| s.0 == srv).unwrap_or(0) as u16;
+        evs.push(SimEvent {
             ts: down,
+            server: si,
             line: format!(
                 r#"{{"type":"server","ts":"{}","server":"{srv}","state":"down","id":"{}"}}"#,
                 ts_str(down),
                 next_id()
             ),
         });
-        evs.push(Ev {
+        evs.push(SimEvent {
             ts: up,
+            server: si,
             line: format!(
                 r#"{{"type":"server","ts":"{}","server":"{srv}","state":"up","id":"{}"}}"#,
                 ts_str(up),
@@ -292,7 +550,7 @@ pub fn generate_day(
         let load = active[si].len() as f64 / cap as f64;
         if rng.f64() < 0.03 {
             let reason = ["bad_otp", "bad_otp", "expired_token", "locked"][rng.below(4) as usize];
-            evs.push(Ev { ts: t, line: format!(r#"{{"type":"auth_fail","ts":"{}","server":"{server}","user":"{}","site":"{}","reason":"{reason}","id":"{}"}}"#, ts_str(t), user.name, user.site, next_id()) });
+            evs.push(SimEvent { ts: t, server: si as u16, line: format!(r#"{{"type":"auth_fail","ts":"{}","server":"{server}","user":"{}","site":"{}","reason":"{reason}","id":"{}"}}"#, ts_str(t), user.name, user.site, next_id()) });
             if tries < 5 {
                 attempts.push(Reverse((
                     t + 20_000 + rng.below(60_000) as i64,
@@ -303,7 +561,7 @@ pub fn generate_day(
             continue;
         }
         if active[si].len() as u32 >= cap {
-            evs.push(Ev { ts: t, line: format!(r#"{{"type":"reject","ts":"{}","server":"{server}","user":"{}","site":"{}","reason":"capacity","id":"{}"}}"#, ts_str(t), user.name, user.site, next_id()) });
+            evs.push(SimEvent { ts: t, server: si as u16, line: format!(r#"{{"type":"reject","ts":"{}","server":"{server}","user":"{}","site":"{}","reason":"capacity","id":"{}"}}"#, ts_str(t), user.name, user.site, next_id()) });
             if tries < 30 {
                 attempts.push(Reverse((
                     t + 30_000 + rng.below(90_000) as i64,
@@ -338,7 +596,7 @@ pub fn generate_day(
             }
         }
         active[si].push(Reverse(end));
-        evs.push(Ev { ts: t, line: format!(r#"{{"type":"connect","ts":"{}","server":"{server}","session":"{sid}","user":"{}","site":"{}","os":"{}","app":"{}","setup_ms":{setup:.1},"id":"{}"}}"#, ts_str(t), user.name, user.site, user.os, user.app, next_id()) });
+        evs.push(SimEvent { ts: t, server: si as u16, line: format!(r#"{{"type":"connect","ts":"{}","server":"{server}","session":"{sid}","user":"{}","site":"{}","os":"{}","app":"{}","setup_ms":{setup:.1},"id":"{}"}}"#, ts_str(t), user.name, user.site, user.os, user.app, next_id()) });
         // A latency sample about once a minute.
         let base_rtt = 18.0 + (ui % 4) as f64 * 6.0;
         let mut s = t + 20_000 + rng.below(40_000) as i64;
@@ -361,7 +619,7 @@ pub fn generate_day(
             } else {
                 String::new()
             };
-            evs.push(Ev { ts: s, line: format!(r#"{{"type":"latency","ts":"{}","server":"{server}","session":"{sid}","rtt_ms":{rtt:.1}{extra},"id":"{}"}}"#, ts_str(s), next_id()) });
+            evs.push(SimEvent { ts: s, server: si as u16, line: format!(r#"{{"type":"latency","ts":"{}","server":"{server}","session":"{sid}","rtt_ms":{rtt:.1}{extra},"id":"{}"}}"#, ts_str(s), next_id()) });
             s += 50_000 + rng.below(20_000) as i64;
         }
         if !ended_by_crash {
@@ -369,15 +627,14 @@ pub fn generate_day(
                 reason = "error";
             }
             let bytes_in = 5_000_000 + rng.below(400_000_000);
-            evs.push(Ev { ts: end, line: format!(r#"{{"type":"disconnect","ts":"{}","server":"{server}","session":"{sid}","reason":"{reason}","bytes_in":{bytes_in},"bytes_out":{},"id":"{}"}}"#, ts_str(end), bytes_in / 4, next_id()) });
+            evs.push(SimEvent { ts: end, server: si as u16, line: format!(r#"{{"type":"disconnect","ts":"{}","server":"{server}","session":"{sid}","reason":"{reason}","bytes_in":{bytes_in},"bytes_out":{},"id":"{}"}}"#, ts_str(end), bytes_in / 4, next_id()) });
         }
     }
     evs.sort_by_key(|e| e.ts);
-    for e in &evs {
-        out.write_all(e.line.as_bytes())?;
-        out.write_all(b"\n")?;
+    Day {
+        servers: p.servers.into_iter().map(|s| s.0).collect(),
+        events: evs,
     }
-    Ok(evs.len() as u64)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod dead_letter;
 pub mod file;
+pub mod kafka;
 
 use arrow::array::RecordBatch;
 
@@ -52,6 +53,22 @@ impl DecodedChunk {
     pub fn records(&self) -> usize {
         self.spans.len()
     }
+}
+
+/// Decodes one record that is a whole message (a Kafka value): surrounding whitespace, such as
+/// a trailing newline, is allowed; an empty message is `invalid_json`.
+pub fn decode_record(raw: &[u8], cols: &mut EventColumns) -> Result<(), Reason> {
+    let start = raw
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    let ev = event::decode(&raw[start..end])?;
+    cols.push(&ev);
+    Ok(())
 }
 
 /// Splits a chunk into records and decodes each. Blank lines are skipped (not rejected).

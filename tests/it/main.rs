@@ -2,4 +2,8 @@
 
 mod cli;
 mod exactness;
+mod faults;
+mod kafka;
 mod queries;
+mod service;
+mod support;

