@@ -449,6 +449,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let c = Config::parse(
+            include_str!("../docker/gatewatch.toml"),
+            "docker/gatewatch.toml",
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers.as_deref(), Some("kafka:9092"));
+        assert_eq!(c.engine.servers.len(), 6);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration_ms("250ms"), Some(250));
         assert_eq!(parse_duration_ms("5m"), Some(300_000));

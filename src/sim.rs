@@ -641,6 +641,53 @@ pub fn simulate_day(day: i64, seed: u64, users: Option<u32>) -> Day {
 mod tests {
     use super::*;
 
+    struct Collect(Vec<String>);
+
+    impl SimSink for Collect {
+        fn send(&mut self, _server: &str, line: &str) -> anyhow::Result<()> {
+            self.0.push(line.to_string());
+            Ok(())
+        }
+        fn flush(&mut self) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn plays_the_night_at_once_then_paces_until_stopped() {
+        let day = day_of("2020-03-10");
+        let seven = day * DAY + 7 * 3_600_000;
+        let before = simulate_day(day, 3, Some(50))
+            .events
+            .iter()
+            .filter(|e| e.ts < seven)
+            .count();
+        let plan = Playback {
+            start_day: day,
+            days: 1,
+            seed: 3,
+            users: Some(50),
+            speed: 1.0, // real time: the morning would take hours
+            fast_until: Some(seven),
+        };
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let mut sink = Collect(Vec::new());
+        let n = play(&plan, &mut sink, &stop).unwrap() as usize;
+        stopper.join().unwrap();
+        assert_eq!(n, sink.0.len());
+        assert!(
+            n >= before && n < before + 50,
+            "{n} sent, {before} before 07:00"
+        );
+    }
+
     #[test]
     fn deterministic_and_decodable() {
         let day = day_of("2020-03-18");

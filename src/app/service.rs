@@ -111,9 +111,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let engine = Arc::new(Mutex::new(Engine::new(cfg.engine.clone())));
     let status = Arc::new(KafkaStatus::default());
+    // Two flags: the consumer stops first; the embedded cluster only after the consumer has
+    // closed (a consumer closing against a vanished cluster waits for it forever).
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_cluster = Arc::new(AtomicBool::new(false));
     // However serve ends (an early error included), the threads it started stop.
-    let _stop_guard = StopOnDrop(stop.clone());
+    let _stop_guard = StopOnDrop(vec![stop.clone(), stop_cluster.clone()]);
 
     // Embedded mode: a cluster in this process, fed by the simulator on its own thread.
     let mut sim_thread = None;
@@ -129,7 +132,7 @@ pub async fn serve(
                 .iter()
                 .map(|t| cfg.kafka.dead_letter_topic_for(t))
                 .collect();
-            let stop = stop.clone();
+            let stop = stop_cluster.clone();
             let playback = emb.playback.clone();
             let properties = cfg.kafka.properties.clone();
             sim_thread = Some(
@@ -212,7 +215,21 @@ pub async fn serve(
     });
     let served = served.await.context("the HTTP server failed");
     stop.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || consumer.join()).await;
+    // The consumer commits what it applied, then closes (leaves the group). Closing waits for
+    // the group coordinator; do not let a dead broker keep the process from exiting.
+    let deadline = Instant::now() + CONSUMER_CLOSE_TIMEOUT;
+    while !consumer.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if consumer.is_finished() {
+        let _ = consumer.join();
+    } else {
+        tracing::warn!(
+            "The Kafka consumer did not close within {}s; exiting anyway (applied offsets were already committed).",
+            CONSUMER_CLOSE_TIMEOUT.as_secs()
+        );
+    }
+    stop_cluster.store(true, Ordering::Relaxed);
     if let Some(t) = sim_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
@@ -222,11 +239,16 @@ pub async fn serve(
     served
 }
 
-struct StopOnDrop(Arc<AtomicBool>);
+/// How long shutdown waits for the consumer to leave its group.
+const CONSUMER_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+struct StopOnDrop(Vec<Arc<AtomicBool>>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        for s in &self.0 {
+            s.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -265,8 +287,11 @@ fn embedded_cluster(
             Ok(n) => {
                 if let Err(e) = sink.finish() {
                     tracing::error!(error = %e, "The embedded simulator stopped.");
+                } else if stop.load(Ordering::Relaxed) {
+                    tracing::info!(events = n, "The embedded simulator stopped.");
+                } else {
+                    tracing::info!(events = n, "The embedded simulator finished its story.");
                 }
-                tracing::info!(events = n, "The embedded simulator finished its story.");
             }
             Err(e) => tracing::error!(error = %e, "The embedded simulator stopped."),
         },
@@ -287,7 +312,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .is_none()
         .then(|| Embedded::story(args.speed));
     let rt = super::runtime()?;
-    rt.block_on(serve(cfg, embedded, shutdown_signal(), |s| {
+    let shutdown = rt.block_on(async { shutdown_signal() })?;
+    rt.block_on(serve(cfg, embedded, shutdown, |s| {
         if s.embedded {
             println!(
                 "gatewatch: embedded Kafka at {} with the simulator playing {EMBEDDED_START} at {}x from 07:50",
@@ -300,25 +326,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }))
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed before this returns, so a signal
+/// that arrives while the service is still starting is not lost to the default action.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+            tracing::info!("Shutting down.");
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Shutting down.");
+        })
     }
-    tracing::info!("Shutting down.");
 }

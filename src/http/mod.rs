@@ -4,7 +4,7 @@
 //! Prometheus text of `/metrics`. Must not touch: engine internals; it takes a snapshot under
 //! the engine lock (a copy) and queries that, so a slow query never holds up ingest.
 //!
-//! Routes: `POST /api/sql` (SQL in the body, or `{"sql": "..."}` with a JSON content type),
+//! Routes: `GET /` (a small live page; the full dashboard is future work), `POST /api/sql` (SQL in the body, or `{"sql": "..."}` with a JSON content type),
 //! `GET /api/servers`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 pub mod client;
@@ -56,6 +56,7 @@ impl ServiceState {
 /// The service's routes.
 pub fn router(state: Arc<ServiceState>) -> Router {
     Router::new()
+        .route("/", get(index))
         .route("/api/sql", post(sql_handler))
         .route("/api/servers", get(servers_handler))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -200,6 +201,15 @@ async fn servers_handler(
     let snapshot = state.snapshot().await?;
     let result = sql::query_snapshot(snapshot, "SELECT * FROM servers ORDER BY server").await?;
     encode(&result, wants(&headers))
+}
+
+/// The live page: servers against capacity, refreshed every second, and an SQL box.
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("index.html"),
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<Arc<ServiceState>>) -> (StatusCode, String) {

@@ -56,6 +56,8 @@ fn embedded_default_serves_live_data_sql_and_metrics() {
         |sql: &str, accept: &str| request(&u, "POST", "/api/sql", accept, sql.as_bytes()).unwrap();
 
     assert_eq!(get("/healthz", "*/*"), (200, "ok\n".into()));
+    let (s, page) = get("/", "text/html");
+    assert!(s == 200 && page.contains("<h1>gatewatch</h1>"), "{s}");
     wait_until(
         Duration::from_secs(90),
         "live sessions on /api/servers",
