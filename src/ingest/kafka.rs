@@ -119,11 +119,18 @@ impl ClientContext for IngestContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.status.errors.fetch_add(1, Ordering::Relaxed);
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.status.brokers_down.store(true, Ordering::Relaxed);
-            tracing::warn!(brokers = %self.brokers, %reason, "All Kafka brokers are unreachable; ingest pauses and resumes by itself when one answers.");
-        } else {
-            tracing::warn!(brokers = %self.brokers, %error, %reason, "Kafka client error.");
+        // librdkafka repeats these on every reconnect attempt; say each once per outage.
+        let down = self.status.brokers_down.load(Ordering::Relaxed);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                if !self.status.brokers_down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(brokers = %self.brokers, %reason, "All Kafka brokers are unreachable; ingest pauses and resumes by itself when one answers.");
+                }
+            }
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if down => {
+                tracing::debug!(brokers = %self.brokers, %error, %reason, "Kafka client error.");
+            }
+            _ => tracing::warn!(brokers = %self.brokers, %error, %reason, "Kafka client error."),
         }
     }
 }
@@ -198,8 +205,9 @@ impl ProducerContext for DeadLetterContext {
 }
 
 fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str, brokers: &str) {
-    // Config warnings (a consumer property seen by the producer) are noise, not news.
-    if fac == "CONFWARN" {
+    // Config warnings (a consumer property seen by the producer) are noise, not news; connection
+    // failures (FAIL) are reported once more, with the broker, through the error callback.
+    if fac == "CONFWARN" || fac == "FAIL" {
         tracing::debug!(%fac, "librdkafka: {message}");
         return;
     }
@@ -570,7 +578,19 @@ fn poll_loop(
                 }
                 Some(Err(e)) => {
                     status.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%brokers, error = %e, "Kafka consumer error; it retries by itself.");
+                    let transport = matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::BrokerTransportFailure
+                                | RDKafkaErrorCode::AllBrokersDown
+                        )
+                    );
+                    if transport {
+                        // Already logged by the error callback, with the broker address.
+                        tracing::debug!(%brokers, error = %e, "Kafka consumer error.");
+                    } else {
+                        tracing::warn!(%brokers, error = %e, "Kafka consumer error; it retries by itself.");
+                    }
                     break;
                 }
             }
@@ -590,7 +610,9 @@ fn poll_loop(
             }
             continue;
         }
-        status.brokers_down.store(false, Ordering::Relaxed);
+        if status.brokers_down.swap(false, Ordering::Relaxed) {
+            tracing::info!(%brokers, "Kafka brokers answer again.");
+        }
         in_flight.add();
         if to_worker.send(raw).is_err() {
             in_flight.finish();

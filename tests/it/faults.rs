@@ -125,3 +125,24 @@ fn fetch_errors_and_a_rebalance_with_redelivery_count_nothing_twice() {
     );
     svc.stop().unwrap();
 }
+
+#[test]
+fn broker_unreachable_at_start_is_waited_for() {
+    let topic = unique("late-broker");
+    let (cluster, brokers) = cluster_with(&topic);
+    let events = story("2020-03-20", 30, 13);
+    produce(&brokers, &topic, &events);
+    cluster.broker_down(1).unwrap();
+    let svc = Service::start(config(&brokers, &topic, &unique("g")), None);
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, why) = svc.get("/readyz");
+    assert_eq!(status, 503, "{why}");
+    assert_eq!(svc.metric("gatewatch_kafka_messages_total"), 0.0);
+    cluster.broker_up(1).unwrap();
+    svc.wait_for_messages(events.len() as u64, Duration::from_secs(120));
+    wait_until(Duration::from_secs(60), "/readyz to turn 200", || {
+        svc.get("/readyz").0 == 200
+    });
+    assert_same_as_replay(&svc, &lines(&events));
+    svc.stop().unwrap();
+}
