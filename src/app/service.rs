@@ -134,12 +134,11 @@ pub async fn serve(
                 .collect();
             let stop = stop_cluster.clone();
             let playback = emb.playback.clone();
-            let properties = cfg.kafka.properties.clone();
             sim_thread = Some(
                 std::thread::Builder::new()
                     .name("embedded-kafka".into())
                     .spawn(move || {
-                        embedded_cluster(&topics, &dlq, &playback, &properties, &stop, tx)
+                        embedded_cluster(&topics, &dlq, &playback, &stop, tx)
                     })
                     .context("cannot start the embedded Kafka thread")?,
             );
@@ -258,7 +257,6 @@ fn embedded_cluster(
     topics: &[String],
     dlq: &[String],
     playback: &Playback,
-    properties: &std::collections::BTreeMap<String, String>,
     stop: &AtomicBool,
     ready: std::sync::mpsc::Sender<anyhow::Result<String>>,
 ) {
@@ -282,7 +280,13 @@ fn embedded_cluster(
     };
     let _ = ready.send(Ok(brokers.clone()));
     let topic = &topics[0];
-    match KafkaSink::new(&brokers, topic, properties) {
+    // The in-process cluster finds a fetch offset by walking every message set it holds, so
+    // fewer, larger produce batches keep its cost down over a long run.
+    let sim_properties = std::collections::BTreeMap::from([(
+        "linger.ms".to_string(),
+        "100".to_string(),
+    )]);
+    match KafkaSink::new(&brokers, topic, &sim_properties) {
         Ok(mut sink) => match sim::play(playback, &mut sink, stop) {
             Ok(n) => {
                 if let Err(e) = sink.finish() {
