@@ -10,7 +10,9 @@
 //! ratio of the medians.
 //!
 //! Run: `bash benches/kafka_vs_bare.sh [DAYS]` (starts tansu), or with
-//! `GATEWATCH_BENCH_BROKERS=host:port cargo bench --bench kafka_ingest`.
+//! `GATEWATCH_BENCH_BROKERS=host:port cargo bench --bench kafka_ingest`. Also:
+//! `GATEWATCH_BENCH_DAYS` (default 4), `GATEWATCH_BENCH_ROUNDS` (3), and
+//! `GATEWATCH_BENCH_PROPS="k=v,k=v"` to try librdkafka tunings on gatewatch's consumer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -158,6 +160,15 @@ fn gatewatch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
     };
     for (k, v) in group_props() {
         cfg.properties.insert(k.into(), v.into());
+    }
+    // Extra librdkafka properties for gatewatch's consumer, to try tunings: "k=v,k=v".
+    if let Ok(extra) = std::env::var("GATEWATCH_BENCH_PROPS") {
+        for kv in extra.split(',').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .expect("GATEWATCH_BENCH_PROPS is k=v,k=v");
+            cfg.properties.insert(k.into(), v.into());
+        }
     }
     let engine = Arc::new(Mutex::new(Engine::new(Default::default())));
     let status = Arc::new(KafkaStatus::default());

@@ -137,9 +137,7 @@ pub async fn serve(
             sim_thread = Some(
                 std::thread::Builder::new()
                     .name("embedded-kafka".into())
-                    .spawn(move || {
-                        embedded_cluster(&topics, &dlq, &playback, &stop, tx)
-                    })
+                    .spawn(move || embedded_cluster(&topics, &dlq, &playback, &stop, tx))
                     .context("cannot start the embedded Kafka thread")?,
             );
             rx.recv()
@@ -282,10 +280,8 @@ fn embedded_cluster(
     let topic = &topics[0];
     // The in-process cluster finds a fetch offset by walking every message set it holds, so
     // fewer, larger produce batches keep its cost down over a long run.
-    let sim_properties = std::collections::BTreeMap::from([(
-        "linger.ms".to_string(),
-        "100".to_string(),
-    )]);
+    let sim_properties =
+        std::collections::BTreeMap::from([("linger.ms".to_string(), "100".to_string())]);
     match KafkaSink::new(&brokers, topic, &sim_properties) {
         Ok(mut sink) => match sim::play(playback, &mut sink, stop) {
             Ok(n) => {

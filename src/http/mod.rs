@@ -274,6 +274,18 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
             "gatewatch_dead_lettered_by_reason_total{{reason=\"{r}\"}} {v}"
         );
     }
+    family(
+        &mut out,
+        "gatewatch_kafka_consumer_lag",
+        "gauge",
+        "Messages on the broker not yet applied, per assigned partition (from librdkafka statistics every 5 s).",
+    );
+    for ((topic, partition), lag) in k.lag.lock().expect("not poisoned").iter() {
+        let _ = writeln!(
+            out,
+            "gatewatch_kafka_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
+        );
+    }
     let simple: [(&str, &str, &str, f64); 11] = [
         (
             "gatewatch_duplicates_total",

@@ -130,6 +130,11 @@ fn embedded_default_serves_live_data_sql_and_metrics() {
         1
     );
 
+    wait_until(Duration::from_secs(30), "consumer lag on /metrics", || {
+        get("/metrics", "text/plain")
+            .1
+            .contains("gatewatch_kafka_consumer_lag{topic=\"gateway.sessions\",partition=\"3\"}")
+    });
     let (_, metrics) = get("/metrics", "text/plain");
     for name in [
         "gatewatch_kafka_messages_total",
