@@ -99,6 +99,9 @@ pub enum KafkaIngestError {
         /// bootstrap.servers.
         brokers: String,
     },
+    /// The apply thread stopped on a bug (its panic message is in the log).
+    #[error("ingest stopped: applying a batch of events failed (see the log above); restart gatewatch, it re-reads from the last commit")]
+    ApplyFailed,
     /// Subscribing failed.
     #[error("cannot subscribe to {topics:?}: {source}")]
     Subscribe {
@@ -516,7 +519,7 @@ where
     tracing::info!(%brokers, topics = ?cfg.topics, group = %cfg.group, "Consuming from Kafka.");
     let (to_worker, from_poller) = std::sync::mpsc::sync_channel::<RawBatch>(PIPELINE_DEPTH);
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<RawBatch>();
-    std::thread::scope(|scope| {
+    let apply_panicked = std::thread::scope(|scope| {
         let worker = {
             let (consumer, producer, status, in_flight) =
                 (&consumer, &producer, &status, &in_flight);
@@ -547,7 +550,7 @@ where
             &recycle_rx,
         );
         drop(to_worker);
-        let _ = worker.join();
+        worker.join().is_err()
     });
     // Everything polled is applied and stored now; make the commit final.
     match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -559,6 +562,10 @@ where
     status.running.store(false, Ordering::Relaxed);
     status.assigned.store(0, Ordering::Relaxed);
     drop(consumer);
+    if apply_panicked {
+        // Offsets of the failed batch were not stored: a restart re-reads it.
+        return Err(KafkaIngestError::ApplyFailed);
+    }
     Ok(())
 }
 
