@@ -775,3 +775,32 @@ fn send_dead_letter(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TLS and SASL are compiled in: librdkafka refuses these properties at creation otherwise
+    /// ("OpenSSL not available at build time").
+    #[test]
+    fn tls_and_sasl_settings_are_accepted() {
+        let mut cfg = KafkaConfig::default();
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "gatewatch"),
+            ("sasl.password", "secret"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ] {
+            cfg.properties.insert(k.into(), v.into());
+        }
+        let consumer: Result<BaseConsumer, _> = consumer_config(&cfg, "127.0.0.1:1").create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        let producer: Result<ThreadedProducer<_>, _> = client_config(&cfg, "127.0.0.1:1")
+            .create_with_context(DeadLetterContext {
+                status: Arc::default(),
+                brokers: String::new(),
+            });
+        assert!(producer.is_ok(), "{:?}", producer.err());
+    }
+}
