@@ -36,8 +36,9 @@ pub struct RunArgs {
     /// embedded in-process cluster fed by the simulator.
     #[arg(long, value_name = "HOSTS")]
     pub brokers: Option<String>,
-    /// Topic to consume (repeat for several). Default: kafka.topics, else gateway.sessions.
-    #[arg(long, value_name = "T")]
+    /// Topic to consume (repeat, or comma-separate, for several). Default: kafka.topics, else
+    /// gateway.sessions.
+    #[arg(long, value_name = "T", value_delimiter = ',')]
     pub topic: Vec<String>,
     /// Consumer group. Default: kafka.group, else gatewatch.
     #[arg(long, value_name = "G")]

@@ -195,6 +195,10 @@ fn check_config_explains_and_run_refuses_bad_flags() {
             vec!["run", "--topic", "bad topic"],
             "not a valid Kafka topic name",
         ),
+        (
+            vec!["run", "--topic", "ok.topic,bad/topic"],
+            "\"bad/topic\" is not a valid Kafka topic name",
+        ),
         (vec!["run", "--speed", "0"], "--speed"),
         (
             vec!["run", "--config", "/no/such/file.toml"],
