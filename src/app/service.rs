@@ -36,9 +36,7 @@ pub const EMBEDDED_PACE_FROM_MS: i64 = (7 * 60 + 50) * 60_000;
 /// How the service gets its events when no brokers are configured.
 #[derive(Debug, Clone)]
 pub struct Embedded {
-    /// Simulator speed (event seconds per wall second).
-    pub speed: f64,
-    /// Simulator plan.
+    /// Simulator plan (its `speed` is event seconds per wall second).
     pub playback: Playback,
 }
 
@@ -47,7 +45,6 @@ impl Embedded {
     pub fn story(speed: f64) -> Embedded {
         let start = parse_rfc3339_ms(&format!("{EMBEDDED_START}T00:00:00Z")).expect("valid date");
         Embedded {
-            speed,
             playback: Playback {
                 start_day: start / 86_400_000,
                 days: EMBEDDED_DAYS,

@@ -50,8 +50,6 @@ pub struct KafkaStatus {
     pub brokers_down: AtomicBool,
     /// Messages read (applied or dead-lettered).
     pub messages: AtomicU64,
-    /// Batches applied.
-    pub batches: AtomicU64,
     /// Messages sent to the dead-letter topic, delivery confirmed.
     pub dead_lettered: AtomicU64,
     /// Dead letters the broker did not accept (after librdkafka's retries).
@@ -62,8 +60,6 @@ pub struct KafkaStatus {
     pub rebalances: AtomicU64,
     /// Dead letters by reason code.
     pub dead_lettered_by_reason: Mutex<BTreeMap<String, u64>>,
-    /// Next offset to read per (topic, partition), as stored after applying.
-    pub positions: Mutex<BTreeMap<(String, i32), i64>>,
     /// Messages on the broker not yet applied, per assigned (topic, partition), from
     /// librdkafka's statistics (every 5 s): high watermark minus the stored offset.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
@@ -698,22 +694,17 @@ fn process<F>(
         let e = next.entry((t, p)).or_insert(o);
         *e = (*e).max(o);
     }
-    {
-        let mut positions = status.positions.lock().expect("not poisoned");
-        for (&(t, partition), &offset) in &next {
-            let topic = raw.topics[t as usize].as_str();
-            // `store_offset` stores offset + 1: the next message to read.
-            if let Err(e) = consumer.store_offset(topic, partition, offset) {
-                // The partition was revoked meanwhile; its next owner re-reads these events.
-                tracing::debug!(topic, partition, error = %e, "Offset not stored.");
-            }
-            positions.insert((topic.to_string(), partition), offset + 1);
+    for (&(t, partition), &offset) in &next {
+        let topic = raw.topics[t as usize].as_str();
+        // `store_offset` stores offset + 1: the next message to read.
+        if let Err(e) = consumer.store_offset(topic, partition, offset) {
+            // The partition was revoked meanwhile; its next owner re-reads these events.
+            tracing::debug!(topic, partition, error = %e, "Offset not stored.");
         }
     }
     status
         .messages
         .fetch_add(raw.len() as u64, Ordering::Relaxed);
-    status.batches.fetch_add(1, Ordering::Relaxed);
 }
 
 fn send_dead_letter(
