@@ -182,7 +182,7 @@ fn gatewatch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
             (engine.clone(), status.clone(), stop.clone(), clock.clone());
         let brokers = brokers.to_string();
         std::thread::spawn(move || {
-            kafka::check_topics(&cfg, &brokers).unwrap();
+            kafka::check_topics(&cfg, &brokers, &[]).unwrap();
             let mut seen = 0u64;
             kafka::consume(&cfg, &brokers, status, &stop, |batch, rejects| {
                 let now = Instant::now();

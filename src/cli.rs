@@ -116,6 +116,10 @@ pub struct ReplayArgs {
     /// Decoding threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// What-if capacity: SERVER=N, or *=N for every server (repeatable). Replaces configured
+    /// and announced capacities, so utilisation and alerts are computed against it.
+    #[arg(long, value_name = "SERVER=N")]
+    pub capacity: Vec<String>,
 }
 
 /// `gatewatch simulate`.

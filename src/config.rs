@@ -55,6 +55,51 @@ struct RawConfig {
     kafka: RawKafka,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    topic: Option<String>,
+    idle_timeout: Option<String>,
+    repeat_interval: Option<String>,
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    backoff: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    measure: Option<String>,
+    sql: Option<String>,
+    above: Option<f64>,
+    below: Option<f64>,
+    clear: Option<f64>,
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    keep_firing_for: Option<String>,
+    window: Option<String>,
+    every: Option<String>,
+    severity: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    servers: Option<Vec<String>>,
+    site: Option<String>,
+    repeat_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +154,9 @@ pub struct EngineConfig {
     pub retention_ms: i64,
     /// Servers known from configuration, by id.
     pub servers: BTreeMap<String, ServerConfig>,
+    /// What-if capacities (`replay --capacity`): they replace every configured and announced
+    /// capacity of the server; the key `*` applies to every server without its own.
+    pub capacity_overrides: BTreeMap<String, u32>,
 }
 
 impl Default for EngineConfig {
@@ -118,6 +166,7 @@ impl Default for EngineConfig {
             session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             retention_ms: DEFAULT_RETENTION_MS,
             servers: BTreeMap::new(),
+            capacity_overrides: BTreeMap::new(),
         }
     }
 }
@@ -181,8 +230,169 @@ impl Default for HttpConfig {
     }
 }
 
+/// Default topic alert transitions are produced to.
+pub const DEFAULT_ALERTS_TOPIC: &str = "gatewatch.alerts";
+/// Default wall-clock idle time after which the live service evaluates rules up to the newest
+/// event time (instead of the newest event time minus the lateness window).
+pub const DEFAULT_IDLE_TIMEOUT_MS: i64 = 30_000;
+
+/// The shipped example rules (`docker/alert-rules.toml`): the embedded demo's rules.
+pub const DEMO_RULES: &str = include_str!("../docker/alert-rules.toml");
+
+/// A built-in per-server measure (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Measure {
+    /// Active sessions / capacity, at the end of the second before the evaluation time.
+    Utilisation,
+    /// p99 of `rtt_ms` over the window (exact merge of minute histograms), ms.
+    RttP99,
+    /// p99 of `setup_ms` over the window, ms.
+    SetupP99,
+    /// Reject events per minute over the window.
+    RejectRate,
+    /// Auth failures per minute over the window.
+    AuthFailRate,
+    /// Minutes until capacity at the net connect rate of the window (NULL when not growing).
+    MinutesToFull,
+}
+
+impl Measure {
+    /// Every measure, in documentation order.
+    pub const ALL: [Measure; 6] = [
+        Measure::Utilisation,
+        Measure::RttP99,
+        Measure::SetupP99,
+        Measure::RejectRate,
+        Measure::AuthFailRate,
+        Measure::MinutesToFull,
+    ];
+
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Utilisation => "utilisation",
+            Measure::RttP99 => "rtt_p99",
+            Measure::SetupP99 => "setup_p99",
+            Measure::RejectRate => "reject_rate",
+            Measure::AuthFailRate => "auth_fail_rate",
+            Measure::MinutesToFull => "minutes_to_full",
+        }
+    }
+
+    /// The window used when a rule names none (`utilisation` has none).
+    pub fn default_window_ms(self) -> i64 {
+        match self {
+            Measure::Utilisation => 0,
+            Measure::RttP99 | Measure::SetupP99 => 5 * 60_000,
+            Measure::RejectRate | Measure::AuthFailRate => 60_000,
+            Measure::MinutesToFull => 10 * 60_000,
+        }
+    }
+}
+
+/// What a rule measures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleSource {
+    /// A built-in measure, per server, over `window_ms` (0 for instantaneous measures).
+    Measure {
+        /// Which measure.
+        measure: Measure,
+        /// Look-back window.
+        window_ms: i64,
+    },
+    /// An SQL query; each row is one instance, keyed by its non-`value` columns.
+    Sql(String),
+}
+
+/// Which side of the threshold is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Fires when the value is above the threshold.
+    Above,
+    /// Fires when the value is below the threshold.
+    Below,
+}
+
+/// Which servers a built-in rule watches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Every server.
+    #[default]
+    All,
+    /// These servers.
+    Servers(Vec<String>),
+    /// Servers of this site.
+    Site(String),
+}
+
+/// One alert rule (`[[alerts.rules]]`), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleConfig {
+    /// Unique name.
+    pub name: String,
+    /// What it measures.
+    pub source: RuleSource,
+    /// Which side is bad.
+    pub direction: Direction,
+    /// The firing threshold; `None` only for SQL rules, where every returned row is firing.
+    pub threshold: Option<f64>,
+    /// The clear threshold (hysteresis); equals `threshold` unless set.
+    pub clear: Option<f64>,
+    /// How long the condition must hold before firing, ms of event time.
+    pub for_ms: i64,
+    /// How long the clear condition must hold before resolving, ms of event time.
+    pub keep_firing_for_ms: i64,
+    /// Evaluation interval, ms of event time.
+    pub every_ms: i64,
+    /// Severity, passed through to every record.
+    pub severity: String,
+    /// Labels, passed through to every record.
+    pub labels: BTreeMap<String, String>,
+    /// Servers watched (built-in measures).
+    pub scope: Scope,
+    /// Re-send a still-firing alert to the sinks this often (event time); `None`: never.
+    pub repeat_interval_ms: Option<i64>,
+}
+
+/// A webhook sink (`[[alerts.webhooks]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `http://host:port/path`.
+    pub url: String,
+    /// Per-attempt timeout.
+    pub timeout_ms: i64,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// First retry delay; doubles per retry.
+    pub backoff_ms: i64,
+}
+
+/// Alert rules and sinks (`[alerts]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// Kafka topic for transitions (`gatewatch run`).
+    pub topic: String,
+    /// Wall-clock quiet time after which the live service evaluates up to the newest event.
+    pub idle_timeout_ms: i64,
+    /// Webhooks.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Rules, in file order.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            topic: DEFAULT_ALERTS_TOPIC.to_string(),
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            webhooks: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
 /// The whole validated configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// Engine semantics and known servers.
     pub engine: EngineConfig,
@@ -190,6 +400,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The HTTP API.
     pub http: HttpConfig,
+    /// Alert rules and sinks.
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -270,10 +482,12 @@ impl Config {
                 bind: parse_bind(&b).map_err(|m| invalid(format!("http.bind: {m}")))?,
             },
         };
+        let alerts = parse_alerts(raw.alerts).map_err(invalid)?;
         Ok(Config {
             engine,
             kafka,
             http,
+            alerts,
         })
     }
 }
@@ -322,6 +536,188 @@ fn parse_kafka(raw: RawKafka) -> Result<KafkaConfig, String> {
         k.properties.insert(key, value);
     }
     Ok(k)
+}
+
+fn duration(key: &str, v: &Option<String>, default: i64) -> Result<i64, String> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration_ms(s).ok_or_else(|| {
+            format!(
+                "{key} = {s:?} is not a duration; write it like \"90s\", \"5m\", \"12h\" or \"1d\""
+            )
+        }),
+    }
+}
+
+fn parse_alerts(raw: RawAlerts) -> Result<AlertsConfig, String> {
+    let mut a = AlertsConfig::default();
+    if let Some(t) = raw.topic {
+        validate_topic(&t).map_err(|m| format!("alerts.topic: {m}"))?;
+        a.topic = t;
+    }
+    a.idle_timeout_ms = duration(
+        "alerts.idle_timeout",
+        &raw.idle_timeout,
+        DEFAULT_IDLE_TIMEOUT_MS,
+    )?;
+    if a.idle_timeout_ms <= 0 {
+        return Err("alerts.idle_timeout must be longer than 0s".into());
+    }
+    let default_repeat = match &raw.repeat_interval {
+        None => None,
+        Some(_) => Some(duration("alerts.repeat_interval", &raw.repeat_interval, 0)?),
+    };
+    for (i, w) in raw.webhooks.into_iter().enumerate() {
+        let key = format!("alerts.webhooks[{i}]");
+        if !w.url.starts_with("http://") {
+            return Err(format!(
+                "{key}.url = {:?} must start with http:// (for HTTPS, point it at a local relay)",
+                w.url
+            ));
+        }
+        let timeout_ms = duration(&format!("{key}.timeout"), &w.timeout, 5_000)?;
+        let backoff_ms = duration(&format!("{key}.backoff"), &w.backoff, 1_000)?;
+        if timeout_ms <= 0 {
+            return Err(format!("{key}.timeout must be longer than 0s"));
+        }
+        a.webhooks.push(WebhookConfig {
+            url: w.url,
+            timeout_ms,
+            retries: w.retries.unwrap_or(3),
+            backoff_ms,
+        });
+    }
+    let mut names = std::collections::HashSet::new();
+    for r in raw.rules {
+        let rule = parse_rule(r, default_repeat)?;
+        if !names.insert(rule.name.clone()) {
+            return Err(format!(
+                "alerts.rules: two rules are named {:?}; give each rule its own name",
+                rule.name
+            ));
+        }
+        a.rules.push(rule);
+    }
+    Ok(a)
+}
+
+fn parse_rule(r: RawRule, default_repeat: Option<i64>) -> Result<RuleConfig, String> {
+    let name = r.name.trim().to_string();
+    if name.is_empty() {
+        return Err("alerts.rules: a rule has an empty name; name every rule".into());
+    }
+    let key = |k: &str| format!("alerts.rules {name:?}: {k}");
+    let source = match (r.measure, r.sql) {
+        (Some(_), Some(_)) => {
+            return Err(key("set either measure or sql, not both"));
+        }
+        (None, None) => {
+            return Err(key(
+                "set measure (utilisation, rtt_p99, setup_p99, reject_rate, auth_fail_rate, minutes_to_full) or sql",
+            ))
+        }
+        (Some(m), None) => {
+            let measure = Measure::ALL
+                .into_iter()
+                .find(|x| x.as_str() == m)
+                .ok_or_else(|| {
+                    key(&format!("measure = {m:?} is not one of utilisation, rtt_p99, setup_p99, reject_rate, auth_fail_rate, minutes_to_full"))
+                })?;
+            let window_ms = duration(&key("window"), &r.window, measure.default_window_ms())?;
+            if measure == Measure::Utilisation && r.window.is_some() {
+                return Err(key("utilisation is instantaneous; remove window"));
+            }
+            if measure != Measure::Utilisation
+                && (window_ms < 60_000 || window_ms % 60_000 != 0)
+            {
+                return Err(key("window must be a whole number of minutes, at least 1m"));
+            }
+            RuleSource::Measure { measure, window_ms }
+        }
+        (None, Some(sql)) => {
+            if r.window.is_some() {
+                return Err(key("window applies to built-in measures; an SQL rule chooses its own window in the query"));
+            }
+            if r.servers.is_some() || r.site.is_some() {
+                return Err(key("servers/site apply to built-in measures; filter in the SQL instead"));
+            }
+            RuleSource::Sql(sql)
+        }
+    };
+    let is_sql = matches!(source, RuleSource::Sql(_));
+    let (direction, threshold) = match (r.above, r.below) {
+        (Some(_), Some(_)) => return Err(key("set above or below, not both")),
+        (Some(t), None) => (Direction::Above, Some(t)),
+        (None, Some(t)) => (Direction::Below, Some(t)),
+        (None, None) if is_sql => (Direction::Above, None),
+        (None, None) => return Err(key("set a threshold: above = X or below = X")),
+    };
+    if threshold.is_some_and(|t| !t.is_finite()) {
+        return Err(key("the threshold must be a finite number"));
+    }
+    let clear = match (r.clear, threshold) {
+        (Some(_), None) => {
+            return Err(key("clear needs a threshold (above or below)"));
+        }
+        (Some(c), Some(t)) => {
+            let ok = c.is_finite()
+                && match direction {
+                    Direction::Above => c <= t,
+                    Direction::Below => c >= t,
+                };
+            if !ok {
+                return Err(key(&format!(
+                    "clear = {c} must be on the safe side of the threshold ({} {t})",
+                    if direction == Direction::Above {
+                        "at or below"
+                    } else {
+                        "at or above"
+                    }
+                )));
+            }
+            Some(c)
+        }
+        (None, t) => t,
+    };
+    let for_ms = duration(&key("for"), &r.for_, 0)?;
+    let keep_firing_for_ms = duration(&key("keep_firing_for"), &r.keep_firing_for, 0)?;
+    let every_default = if is_sql { 60_000 } else { 10_000 };
+    let every_ms = duration(&key("every"), &r.every, every_default)?;
+    if every_ms < 1000 || every_ms % 1000 != 0 {
+        return Err(key("every must be a whole number of seconds, at least 1s"));
+    }
+    let scope = match (r.servers, r.site) {
+        (Some(_), Some(_)) => return Err(key("set servers or site, not both")),
+        (Some(list), None) if list.is_empty() => {
+            return Err(key(
+                "servers is empty; list server ids or remove it to watch all",
+            ))
+        }
+        (Some(list), None) => Scope::Servers(list),
+        (None, Some(site)) => Scope::Site(site),
+        (None, None) => Scope::All,
+    };
+    let repeat_interval_ms = match &r.repeat_interval {
+        None => default_repeat,
+        Some(_) => Some(duration(&key("repeat_interval"), &r.repeat_interval, 0)?),
+    };
+    if repeat_interval_ms.is_some_and(|ms| ms <= 0) {
+        return Err(key("repeat_interval must be longer than 0s"));
+    }
+    Ok(RuleConfig {
+        name,
+        source,
+        direction,
+        threshold,
+        clear,
+        for_ms,
+        keep_firing_for_ms,
+        every_ms,
+        severity: r.severity.unwrap_or_else(|| "warning".into()),
+        labels: r.labels,
+        scope,
+        repeat_interval_ms,
+    })
 }
 
 /// Checks a list of topic names (non-empty, each valid).
@@ -457,6 +853,73 @@ mod tests {
         .unwrap();
         assert_eq!(c.kafka.brokers.as_deref(), Some("kafka:9092"));
         assert_eq!(c.engine.servers.len(), 6);
+    }
+
+    #[test]
+    fn alert_rules() {
+        let c = Config::parse(
+            "[alerts]\ntopic = \"a.t\"\nidle_timeout = \"5s\"\n[[alerts.webhooks]]\nurl = \"http://h:1/x\"\n[[alerts.rules]]\nname = \"full\"\nmeasure = \"utilisation\"\nabove = 0.9\nclear = 0.8\nfor = \"2m\"\nsite = \"gland\"\nlabels = { team = \"ra\" }\n[[alerts.rules]]\nname = \"q\"\nsql = \"SELECT 1 AS value\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let a = &c.alerts;
+        assert_eq!((a.topic.as_str(), a.idle_timeout_ms), ("a.t", 5000));
+        assert_eq!(a.webhooks[0].retries, 3);
+        let r = &a.rules[0];
+        assert_eq!(
+            (
+                r.threshold,
+                r.clear,
+                r.for_ms,
+                r.every_ms,
+                r.severity.as_str()
+            ),
+            (Some(0.9), Some(0.8), 120_000, 10_000, "warning")
+        );
+        assert_eq!(r.scope, Scope::Site("gland".into()));
+        assert_eq!(a.rules[1].every_ms, 60_000);
+        assert_eq!(a.rules[1].threshold, None);
+        for (toml, says) in [
+            (
+                "name = \"x\"\nmeasure = \"util\"\nabove = 1",
+                "not one of utilisation",
+            ),
+            ("name = \"x\"\nmeasure = \"utilisation\"", "set a threshold"),
+            (
+                "name = \"x\"\nmeasure = \"utilisation\"\nabove = 0.9\nclear = 0.95",
+                "safe side",
+            ),
+            (
+                "name = \"x\"\nmeasure = \"rtt_p99\"\nabove = 9\nwindow = \"90s\"",
+                "whole number of minutes",
+            ),
+            (
+                "name = \"x\"\nsql = \"SELECT 1\"\nmeasure = \"rtt_p99\"",
+                "not both",
+            ),
+            (
+                "name = \"x\"\nmeasure = \"utilisation\"\nabove = 1\nfor = \"soon\"",
+                "not a duration",
+            ),
+        ] {
+            let e = Config::parse(&format!("[[alerts.rules]]\n{toml}\n"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains("\"x\""), "{e}");
+        }
+        let e = Config::parse(
+            "[[alerts.rules]]\nname = \"x\"\nsql = \"SELECT 1\"\n[[alerts.rules]]\nname = \"x\"\nsql = \"SELECT 1\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("two rules are named"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_rules_are_valid() {
+        let c = Config::parse(DEMO_RULES, "docker/alert-rules.toml").unwrap();
+        assert_eq!(c.alerts.rules.len(), 5);
     }
 
     #[test]

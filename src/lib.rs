@@ -15,11 +15,13 @@
 //! - [`app`]: wiring for the subcommands; [`sim`]: the synthetic traffic generator.
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod http_client;
 pub mod ingest;
 pub mod output;
 pub mod sim;

@@ -10,10 +10,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::alerts::{self, Evaluator};
 use crate::cli::{CheckConfigArgs, QueryArgs, ReplayArgs};
 use crate::config::Config;
+use crate::config::{Direction, RuleSource};
 use crate::event::Reason;
-use crate::http::{client, ARROW_STREAM};
+use crate::http::ARROW_STREAM;
+use crate::http_client as client;
 use crate::ingest::dead_letter::DeadLetterWriter;
 use crate::ingest::file::{read_ndjson, FileChunk, ReadError};
 use crate::output::write_result;
@@ -55,6 +58,8 @@ pub fn replay_files(
     progress: bool,
 ) -> anyhow::Result<ReplayOutcome> {
     let mut engine = Engine::new(config.engine.clone());
+    let mut evaluator = Evaluator::new(&config.alerts.rules, config.engine.allowed_lateness_ms)?;
+    let mut evaluating = std::time::Duration::ZERO;
     let mut dlq = match dead_letter {
         Some(p) => Some(DeadLetterWriter::new(BufWriter::new(File::create(p).with_context(|| {
             format!("cannot create the dead-letter file {}; check that its directory exists and is writable", p.display())
@@ -91,12 +96,24 @@ pub fn replay_files(
                 }
             }
             applying += t.elapsed();
+            if !evaluator.is_empty() {
+                let t = std::time::Instant::now();
+                alerts::evaluate_owned(&mut engine, &mut evaluator, false);
+                evaluating += t.elapsed();
+            }
             Ok(())
         },
     )?;
     let t = std::time::Instant::now();
     engine.flush();
+    // The input has ended: nothing can arrive to change what happened, so rules are evaluated
+    // up to the newest event (as the live service does after alerts.idle_timeout of quiet).
+    alerts::evaluate_owned(&mut engine, &mut evaluator, true);
+    for s in evaluator.stats() {
+        tracing::debug!(rule = %s.rule, evaluations = s.evaluations, us_per_evaluation = s.seconds * 1e6 / s.evaluations.max(1) as f64, "Alert rule cost.");
+    }
     tracing::debug!(
+        alerts_ms = evaluating.as_millis() as u64,
         read_ms = started.elapsed().as_millis() as u64,
         apply_ms = applying.as_millis() as u64,
         flush_ms = t.elapsed().as_millis() as u64,
@@ -136,6 +153,21 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the query runtime")
 }
 
+/// Parses `--capacity SERVER=N` (or `*=N`).
+fn parse_capacity(s: &str) -> anyhow::Result<(String, u32)> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--capacity {s:?} is not SERVER=N; write e.g. --capacity gw-03=80, or --capacity '*=80' for every server"
+        )
+    };
+    let (server, n) = s.split_once('=').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    if server.trim().is_empty() || n == 0 {
+        return Err(bad());
+    }
+    Ok((server.trim().to_string(), n))
+}
+
 /// The SQL given inline or in a file (clap guarantees one of them).
 fn sql_from(sql: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
     match (sql, file) {
@@ -152,7 +184,11 @@ fn sql_from(sql: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
 
 /// `gatewatch replay`.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let config = load_config(args.config.as_deref())?;
+    let mut config = load_config(args.config.as_deref())?;
+    for c in &args.capacity {
+        let (server, n) = parse_capacity(c)?;
+        config.engine.capacity_overrides.insert(server, n);
+    }
     let sql_text = sql_from(args.sql.as_deref(), args.sql_file.as_deref())?;
     if sql_text.trim().is_empty() {
         anyhow::bail!("the SQL query is empty; pass a SELECT with --sql or a file with --sql-file");
@@ -225,10 +261,49 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
             s.site.as_deref().unwrap_or("-")
         );
     }
+    let a = &cfg.alerts;
+    if !a.rules.is_empty() {
+        // Plans SQL rules now, so a typo is found here and not at the first tick.
+        Evaluator::new(&a.rules, e.allowed_lateness_ms)?;
+        println!(
+            "  alerts: topic {}, idle_timeout {}, {} webhook(s)",
+            a.topic,
+            human_ms(a.idle_timeout_ms),
+            a.webhooks.len()
+        );
+    }
+    for r in &a.rules {
+        let what = match &r.source {
+            RuleSource::Measure { measure, window_ms } if *window_ms > 0 => {
+                format!("{} over {}", measure.as_str(), human_ms(*window_ms))
+            }
+            RuleSource::Measure { measure, .. } => measure.as_str().to_string(),
+            RuleSource::Sql(_) => "sql".to_string(),
+        };
+        let dir = match r.direction {
+            Direction::Above => "above",
+            Direction::Below => "below",
+        };
+        let threshold = match (r.threshold, r.clear) {
+            (Some(t), Some(c)) if c != t => format!("{dir} {t}, clears at {c}"),
+            (Some(t), _) => format!("{dir} {t}"),
+            (None, _) => "every row returned".to_string(),
+        };
+        println!(
+            "  rule {}: {what}, fires {threshold}, for {}, every {}, severity {}",
+            r.name,
+            human_ms(r.for_ms),
+            human_ms(r.every_ms),
+            r.severity
+        );
+    }
     Ok(())
 }
 
 fn human_ms(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".to_string();
+    }
     for (unit, n) in [
         ("d", 86_400_000),
         ("h", 3_600_000),

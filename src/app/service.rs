@@ -15,6 +15,8 @@ use std::time::Instant;
 use anyhow::Context;
 use rdkafka::mocking::MockCluster;
 
+use crate::alerts::sinks::Sinks;
+use crate::alerts::{Evaluator, LiveAlerts};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
 use crate::event::parse_rfc3339_ms;
@@ -107,6 +109,17 @@ pub async fn serve(
     on_start: impl FnOnce(&Started),
 ) -> anyhow::Result<()> {
     let engine = Arc::new(Mutex::new(Engine::new(cfg.engine.clone())));
+    let evaluator = {
+        let (rules, lateness) = (cfg.alerts.rules.clone(), cfg.engine.allowed_lateness_ms);
+        tokio::task::spawn_blocking(move || Evaluator::new(&rules, lateness))
+            .await
+            .context("the alert rules check did not finish")??
+    };
+    let alert_topics: Vec<String> = if evaluator.is_empty() {
+        Vec::new()
+    } else {
+        vec![cfg.alerts.topic.clone()]
+    };
     let status = Arc::new(KafkaStatus::default());
     // Two flags: the consumer stops first; the embedded cluster only after the consumer has
     // closed (a consumer closing against a vanished cluster waits for it forever).
@@ -128,6 +141,7 @@ pub async fn serve(
             let dlq: Vec<String> = topics
                 .iter()
                 .map(|t| cfg.kafka.dead_letter_topic_for(t))
+                .chain(alert_topics.iter().cloned())
                 .collect();
             let stop = stop_cluster.clone();
             let playback = emb.playback.clone();
@@ -144,10 +158,11 @@ pub async fn serve(
     };
 
     {
-        let (kcfg, brokers) = (cfg.kafka.clone(), brokers.clone());
-        let checked = tokio::task::spawn_blocking(move || kafka::check_topics(&kcfg, &brokers))
-            .await
-            .context("the topic check did not finish")?;
+        let (kcfg, brokers, extra) = (cfg.kafka.clone(), brokers.clone(), alert_topics.clone());
+        let checked =
+            tokio::task::spawn_blocking(move || kafka::check_topics(&kcfg, &brokers, &extra))
+                .await
+                .context("the topic check did not finish")?;
         if let Err(e) = checked {
             stop.store(true, Ordering::Relaxed);
             return Err(e.into());
@@ -163,8 +178,40 @@ pub async fn serve(
         })?;
     let http = listener.local_addr().context("no local address")?;
 
+    let live_alerts = if evaluator.is_empty() {
+        None
+    } else {
+        let sinks = Sinks::new(&cfg.alerts, Some((&cfg.kafka, &brokers)))?;
+        Some(Arc::new(Mutex::new(LiveAlerts::new(
+            evaluator,
+            sinks,
+            cfg.alerts.idle_timeout_ms,
+        ))))
+    };
+    // The alert clock: evaluates when the input is quiet (no batch arrives to drive it).
+    let alert_clock = match &live_alerts {
+        None => None,
+        Some(live) => {
+            let (live, engine, stop) = (live.clone(), engine.clone(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("alert-clock".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(ALERT_CLOCK);
+                            if let Ok(mut l) = live.try_lock() {
+                                l.poll(&engine);
+                            }
+                        }
+                    })
+                    .context("cannot start the alert clock thread")?,
+            )
+        }
+    };
+
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let consumer = {
+        let live = live_alerts.clone();
         let kcfg = cfg.kafka.clone();
         let brokers = brokers.clone();
         let engine = engine.clone();
@@ -174,11 +221,21 @@ pub async fn serve(
             .name("kafka-ingest".into())
             .spawn(move || {
                 let r = kafka::consume(&kcfg, &brokers, status, &stop, |batch, rejects| {
-                    let mut e = engine.lock().expect("engine lock");
-                    for &r in rejects {
-                        e.count_rejected(r, 1);
+                    let late = {
+                        let mut e = engine.lock().expect("engine lock");
+                        for &r in rejects {
+                            e.count_rejected(r, 1);
+                        }
+                        e.apply(batch).late_rows
+                    };
+                    // Alerts are evaluated on the ingest path, after the batch (rounds are
+                    // rate-limited; if the clock thread is evaluating, it covers this batch).
+                    if let Some(l) = &live {
+                        if let Ok(mut l) = l.try_lock() {
+                            l.poll(&engine);
+                        }
                     }
-                    e.apply(batch).late_rows
+                    late
                 });
                 let _ = done_tx.send(r);
             })
@@ -194,6 +251,7 @@ pub async fn serve(
         engine,
         kafka: status,
         started: Instant::now(),
+        alerts: live_alerts.clone(),
     });
     let consumer_failed = Arc::new(Mutex::new(None));
     let failed = consumer_failed.clone();
@@ -223,6 +281,18 @@ pub async fn serve(
             CONSUMER_CLOSE_TIMEOUT.as_secs()
         );
     }
+    if let Some(t) = alert_clock {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    if let Some(live) = &live_alerts {
+        let live = live.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            live.lock()
+                .expect("not poisoned")
+                .flush(std::time::Duration::from_secs(5))
+        })
+        .await;
+    }
     stop_cluster.store(true, Ordering::Relaxed);
     if let Some(t) = sim_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -232,6 +302,9 @@ pub async fn serve(
     }
     served
 }
+
+/// How often the alert clock looks for due evaluations when no batch arrives.
+const ALERT_CLOCK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How long shutdown waits for the consumer to leave its group.
 const CONSUMER_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -302,7 +375,15 @@ fn embedded_cluster(
 
 /// `gatewatch run` from the command line: Ctrl-C or SIGTERM stops it.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let cfg = resolve(&args)?;
+    let mut cfg = resolve(&args)?;
+    if cfg.kafka.brokers.is_none() && cfg.alerts.rules.is_empty() {
+        // The demo should show alerts too: the shipped example rules, unless the config has
+        // rules of its own.
+        let demo = Config::parse(config::DEMO_RULES, "docker/alert-rules.toml")
+            .expect("the shipped rules are valid");
+        cfg.alerts.rules = demo.alerts.rules;
+        tracing::info!("Embedded mode: using the example alert rules of docker/alert-rules.toml.");
+    }
     let embedded = cfg
         .kafka
         .brokers

@@ -1,13 +1,11 @@
-//! HTTP out: the axum router of the live service, and the small client `gatewatch query` uses.
+//! HTTP out: the axum router of the live service.
 //!
 //! Owns: routes, content negotiation (JSON, CSV, Arrow IPC stream), status codes and the
 //! Prometheus text of `/metrics`. Must not touch: engine internals; it takes a snapshot under
 //! the engine lock (a copy) and queries that, so a slow query never holds up ingest.
 //!
 //! Routes: `GET /` (a small live page; the full dashboard is future work), `POST /api/sql` (SQL in the body, or `{"sql": "..."}` with a JSON content type),
-//! `GET /api/servers`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
-
-pub mod client;
+//! `GET /api/servers`, `GET /api/alerts`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -21,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::alerts::sinks::record_json;
+use crate::alerts::LiveAlerts;
 use crate::cli::Format;
 use crate::event::EventType;
 use crate::ingest::kafka::KafkaStatus;
@@ -39,6 +39,8 @@ pub struct ServiceState {
     pub kafka: Arc<KafkaStatus>,
     /// When the service started.
     pub started: Instant,
+    /// The alert evaluator and sinks (None without rules).
+    pub alerts: Option<Arc<Mutex<LiveAlerts>>>,
 }
 
 impl ServiceState {
@@ -59,6 +61,7 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/", get(index))
         .route("/api/sql", post(sql_handler))
         .route("/api/servers", get(servers_handler))
+        .route("/api/alerts", get(alerts_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -230,6 +233,36 @@ async fn readyz(State(state): State<Arc<ServiceState>>) -> (StatusCode, String) 
     )
 }
 
+/// Transitions listed by `/api/alerts` under `recent`.
+pub const RECENT_ALERTS: usize = 100;
+
+/// `GET /api/alerts`: `{"firing": [...], "recent": [...]}`: the instances firing now (their
+/// firing record) and the newest transitions first.
+async fn alerts_handler(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {
+    let snap = state.snapshot().await?;
+    let mut latest: std::collections::BTreeMap<
+        (&str, &str),
+        &crate::state::alert_log::AlertRecord,
+    > = Default::default();
+    for r in snap.alerts.iter() {
+        latest.insert((&r.rule, &r.key), r);
+    }
+    let firing: Vec<serde_json::Value> = latest
+        .values()
+        .filter(|r| r.state == "firing")
+        .map(|r| record_json(r))
+        .collect();
+    let recent: Vec<serde_json::Value> = snap
+        .alerts
+        .iter()
+        .rev()
+        .take(RECENT_ALERTS)
+        .map(record_json)
+        .collect();
+    let body = serde_json::json!({ "firing": firing, "recent": recent }).to_string() + "\n";
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
 async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
     let counters = state.engine.lock().expect("engine lock").counters().clone();
     let k = &state.kafka;
@@ -358,6 +391,9 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
         family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {v}");
     }
+    if let Some(live) = &state.alerts {
+        alert_metrics(&mut out, &state.engine, live);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -366,6 +402,102 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Escapes a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn alert_metrics(out: &mut String, engine: &Mutex<Engine>, live: &Mutex<LiveAlerts>) {
+    let (stats, sinks) = {
+        let l = live.lock().expect("not poisoned");
+        (l.rule_stats(), l.sink_stats())
+    };
+    let alerts = engine.lock().expect("engine lock").alert_records();
+    let mut latest = std::collections::BTreeMap::new();
+    let mut transitions = std::collections::BTreeMap::new();
+    for r in alerts.iter() {
+        latest.insert((r.rule.as_str(), r.key.as_str()), r.state);
+        *transitions
+            .entry((r.rule.as_str(), r.state))
+            .or_insert(0u64) += 1;
+    }
+    family(
+        out,
+        "gatewatch_alerts_firing",
+        "gauge",
+        "Alert instances firing now, by rule.",
+    );
+    for s in &stats {
+        let n = latest
+            .iter()
+            .filter(|((rule, _), st)| *rule == s.rule && **st == "firing")
+            .count();
+        let _ = writeln!(
+            out,
+            "gatewatch_alerts_firing{{rule=\"{}\"}} {n}",
+            label(&s.rule)
+        );
+    }
+    family(
+        out,
+        "gatewatch_alert_transitions_total",
+        "counter",
+        "Alert transitions in retention, by rule and state.",
+    );
+    for ((rule, st), n) in &transitions {
+        let _ = writeln!(
+            out,
+            "gatewatch_alert_transitions_total{{rule=\"{}\",state=\"{st}\"}} {n}",
+            label(rule)
+        );
+    }
+    type PerRule = fn(&crate::alerts::RuleStats) -> f64;
+    let per_rule: [(&str, &str, PerRule); 3] = [
+        (
+            "gatewatch_alert_rule_evaluations_total",
+            "Evaluations (ticks) of each rule.",
+            |s| s.evaluations as f64,
+        ),
+        (
+            "gatewatch_alert_rule_evaluation_seconds_total",
+            "Wall time spent evaluating each rule.",
+            |s| s.seconds,
+        ),
+        (
+            "gatewatch_alert_rule_errors_total",
+            "Failed evaluations of SQL rules.",
+            |s| s.errors as f64,
+        ),
+    ];
+    for (name, help, value) in per_rule {
+        family(out, name, "counter", help);
+        for s in &stats {
+            let _ = writeln!(out, "{name}{{rule=\"{}\"}} {}", label(&s.rule), value(s));
+        }
+    }
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    family(
+        out,
+        "gatewatch_alert_deliveries_total",
+        "counter",
+        "Alert records delivered, by sink and outcome (dropped: the webhook's queue was full).",
+    );
+    for (sink, outcome, v) in [
+        ("kafka", "delivered", ld(&sinks.kafka_delivered)),
+        ("kafka", "failed", ld(&sinks.kafka_failed)),
+        ("webhook", "delivered", ld(&sinks.webhook_delivered)),
+        ("webhook", "failed", ld(&sinks.webhook_failed)),
+        ("webhook", "dropped", ld(&sinks.webhook_dropped)),
+    ] {
+        let _ = writeln!(
+            out,
+            "gatewatch_alert_deliveries_total{{sink=\"{sink}\",outcome=\"{outcome}\"}} {v}"
+        );
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

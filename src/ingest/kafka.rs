@@ -270,9 +270,14 @@ fn consumer_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
     c
 }
 
-/// Checks that each topic exists; creates missing dead-letter topics. Unreachable brokers are
+/// Checks that each topic exists; creates missing dead-letter topics and `also_create` (the
+/// alerts topic). Unreachable brokers are
 /// not an error here: the consumer waits for them. Call before [`consume`].
-pub fn check_topics(cfg: &KafkaConfig, brokers: &str) -> Result<(), KafkaIngestError> {
+pub fn check_topics(
+    cfg: &KafkaConfig,
+    brokers: &str,
+    also_create: &[String],
+) -> Result<(), KafkaIngestError> {
     let probe: BaseConsumer<DefaultConsumerContext> = consumer_config(cfg, brokers)
         .set("group.id", format!("{}-probe", cfg.group))
         .set("log_level", "0")
@@ -305,6 +310,7 @@ pub fn check_topics(cfg: &KafkaConfig, brokers: &str) -> Result<(), KafkaIngestE
         .topics
         .iter()
         .map(|t| cfg.dead_letter_topic_for(t))
+        .chain(also_create.iter().cloned())
         .filter(|d| !exists(d))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()

@@ -142,7 +142,7 @@ impl Table {
             Table::Concurrency => concurrency(snap, &(0..8).collect::<Vec<_>>()),
             Table::Latency => vec![latency_rows(snap)],
             Table::Servers => vec![servers(snap)],
-            Table::Alerts => vec![],
+            Table::Alerts => vec![alerts(snap)],
         }
     }
 }
@@ -372,6 +372,53 @@ fn latency_rows(snap: &Snapshot) -> RecordBatch {
 
 /// `rtt_p50`/`rtt_p99` window of the `servers` table: the current minute and the 4 before it.
 const SERVERS_RTT_MINUTES: i64 = 5;
+
+fn alerts(snap: &Snapshot) -> RecordBatch {
+    let n = snap.alerts.len();
+    let (mut ts, mut since) = (ts_builder(n), ts_builder(n));
+    let (mut rule, mut key, mut server, mut state, mut severity, mut labels, mut id) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut value, mut threshold) = (
+        Float64Builder::with_capacity(n),
+        Float64Builder::with_capacity(n),
+    );
+    for a in snap.alerts.iter() {
+        ts.append_value(a.ts);
+        rule.append_value(&a.rule);
+        key.append_value(&a.key);
+        server.append_option(a.server.as_deref());
+        state.append_value(a.state);
+        severity.append_value(&a.severity);
+        value.append_option(a.value);
+        threshold.append_option(a.threshold);
+        since.append_value(a.since);
+        labels.append_value(a.labels_json());
+        id.append_value(&a.id);
+    }
+    batch(
+        Table::Alerts,
+        vec![
+            Arc::new(ts.finish()),
+            Arc::new(rule.finish()),
+            Arc::new(key.finish()),
+            Arc::new(server.finish()),
+            Arc::new(state.finish()),
+            Arc::new(severity.finish()),
+            Arc::new(value.finish()),
+            Arc::new(threshold.finish()),
+            Arc::new(since.finish()),
+            Arc::new(labels.finish()),
+            Arc::new(id.finish()),
+        ],
+    )
+}
 
 fn servers(snap: &Snapshot) -> RecordBatch {
     let n = snap.servers.len();

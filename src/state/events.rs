@@ -95,6 +95,17 @@ impl EventStore {
     }
 }
 
+/// The rows of `batch` with `ts < t` (events arrive in any order, so every batch is filtered).
+pub fn before(batch: &RecordBatch, t: i64) -> RecordBatch {
+    let ts = batch
+        .column(col::TS)
+        .as_primitive::<TimestampMillisecondType>();
+    let scalar = arrow::array::TimestampMillisecondArray::new_scalar(t);
+    let ts_utc = ts.clone().with_timezone_opt(None::<String>);
+    let mask = arrow::compute::kernels::cmp::lt(&ts_utc, &scalar).expect("same types");
+    arrow::compute::filter_record_batch(batch, &mask).expect("mask matches batch")
+}
+
 fn trim(batch: &RecordBatch, horizon: i64) -> RecordBatch {
     let ts = batch
         .column(col::TS)

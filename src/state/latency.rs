@@ -371,8 +371,15 @@ impl MinuteSeries {
 
     /// Summaries of all minutes in time order, open ones summarised on the fly.
     pub fn summaries(&self) -> Vec<MinuteSummary> {
-        let mut out: Vec<MinuteSummary> = self.sealed.values().cloned().collect();
-        for (start, samples) in &self.open {
+        self.summaries_from(i64::MIN)
+    }
+
+    /// Summaries of the minutes that end after `from`.
+    pub fn summaries_from(&self, from: i64) -> Vec<MinuteSummary> {
+        let first = from.saturating_sub(59_999);
+        let mut out: Vec<MinuteSummary> =
+            self.sealed.range(first..).map(|(_, v)| v.clone()).collect();
+        for (start, samples) in self.open.iter().filter(|(m, _)| *m >= first) {
             out.push(MinuteSummary::of(*start, &mut samples.clone()));
         }
         out.sort_by_key(|s| s.minute_ms);

@@ -18,6 +18,7 @@
 //! - Concurrency is not counted incrementally: it is swept from the sessions' intervals when a
 //!   snapshot is read (see [`timeline`]), so it cannot drift.
 
+pub mod alert_log;
 pub mod events;
 pub mod latency;
 pub mod timeline;
@@ -32,6 +33,7 @@ use rustc_hash::FxHashMap;
 
 use crate::config::EngineConfig;
 use crate::event::{col, EventType, Reason, ServerState};
+use alert_log::{AlertLog, AlertRecord};
 use events::EventStore;
 use latency::{Metric, MinuteSeries, MinuteSummary};
 
@@ -497,6 +499,7 @@ struct Server {
     closed: Vec<SessionRow>,
     capacity_changes: Vec<(i64, Option<u32>)>,
     rejects: BTreeMap<i64, u32>,
+    auth_fails: BTreeMap<i64, u32>,
     latency: [MinuteSeries; 3],
 }
 
@@ -517,6 +520,7 @@ impl Server {
             closed: Vec::new(),
             capacity_changes: Vec::new(),
             rejects: BTreeMap::new(),
+            auth_fails: BTreeMap::new(),
             latency: Default::default(),
         }
     }
@@ -581,6 +585,8 @@ pub struct ServerSnapshot {
     pub sessions: Vec<SessionRow>,
     /// Reject events per second (second start ms -> count).
     pub rejects: Vec<(i64, u32)>,
+    /// Auth failures per second (second start ms -> count).
+    pub auth_fails: Vec<(i64, u32)>,
     /// Minute histograms per metric, in [`Metric::ALL`] order.
     pub latency: [Vec<MinuteSummary>; 3],
 }
@@ -615,12 +621,75 @@ pub struct Snapshot {
     pub events: Vec<RecordBatch>,
     /// Counters at the time of the snapshot.
     pub counters: Counters,
+    /// Alert transitions in retention, oldest first.
+    pub alerts: Arc<[AlertRecord]>,
 }
 
 impl Snapshot {
     /// Oldest event time still in retention.
     pub fn horizon_ms(&self) -> Option<i64> {
         self.now_ms.map(|n| n - self.retention_ms)
+    }
+
+    /// The tables as they stood just before event time `t`: only what happened before `t`,
+    /// whatever arrived since. SQL alert rules evaluated at `t` read this, so their answer does
+    /// not depend on how far ingest has run ahead. (A server's `state` is its latest: server
+    /// states are not kept as a history.)
+    pub fn as_of(&self, t: i64) -> Snapshot {
+        let servers = self
+            .servers
+            .iter()
+            .filter(|s| s.first_ts.is_none_or(|f| f < t))
+            .map(|s| {
+                let sessions = s
+                    .sessions
+                    .iter()
+                    .filter(|r| r.started < t)
+                    .map(|r| {
+                        let mut r = r.clone();
+                        if r.ended.is_some_and(|e| e >= t) {
+                            r.ended = None;
+                            r.end_reason = None;
+                        }
+                        r
+                    })
+                    .collect();
+                let before = |v: &[(i64, u32)]| -> Vec<(i64, u32)> {
+                    v.iter().copied().filter(|(k, _)| *k + 1000 <= t).collect()
+                };
+                ServerSnapshot {
+                    name: s.name.clone(),
+                    site: s.site.clone(),
+                    state: s.state,
+                    base_capacity: s.base_capacity,
+                    capacity_changes: s
+                        .capacity_changes
+                        .iter()
+                        .copied()
+                        .filter(|(ts, _)| *ts < t)
+                        .collect(),
+                    first_ts: s.first_ts,
+                    max_ts: s.max_ts.map(|m| m.min(t - 1)),
+                    sessions,
+                    rejects: before(&s.rejects),
+                    auth_fails: before(&s.auth_fails),
+                    latency: s.latency.clone().map(|minutes| {
+                        minutes
+                            .into_iter()
+                            .filter(|m| m.minute_ms + 60_000 <= t)
+                            .collect()
+                    }),
+                }
+            })
+            .collect();
+        Snapshot {
+            now_ms: self.now_ms.map(|n| n.min(t - 1)),
+            retention_ms: self.retention_ms,
+            servers,
+            events: self.events.iter().map(|b| events::before(b, t)).collect(),
+            counters: self.counters.clone(),
+            alerts: self.alerts.iter().filter(|a| a.ts < t).cloned().collect(),
+        }
     }
 }
 
@@ -642,6 +711,7 @@ pub struct Engine {
     now_ms: Option<i64>,
     seq: u64,
     last_maintenance: i64,
+    alerts: AlertLog,
 }
 
 impl Engine {
@@ -656,6 +726,7 @@ impl Engine {
             now_ms: None,
             seq: 0,
             last_maintenance: i64::MIN,
+            alerts: AlertLog::default(),
             cfg,
         };
         let configured: Vec<_> = e
@@ -776,7 +847,10 @@ impl Engine {
                     *srv.rejects.entry(ts - ts.rem_euclid(1000)).or_default() += 1;
                     continue;
                 }
-                EventType::AuthFail => continue,
+                EventType::AuthFail => {
+                    *srv.auth_fails.entry(ts - ts.rem_euclid(1000)).or_default() += 1;
+                    continue;
+                }
                 EventType::Disconnect => {}
                 EventType::Server => {
                     if srv.site.is_none() {
@@ -841,6 +915,9 @@ impl Engine {
             srv.closed.retain(|s| s.ended.is_none_or(|e| e >= horizon));
             srv.dedupe.evict_before(horizon);
             srv.rejects = srv.rejects.split_off(&(horizon - horizon.rem_euclid(1000)));
+            srv.auth_fails = srv
+                .auth_fails
+                .split_off(&(horizon - horizon.rem_euclid(1000)));
             for series in &mut srv.latency {
                 series.evict_before(horizon);
             }
@@ -853,14 +930,31 @@ impl Engine {
             }
         }
         self.events.evict_before(horizon);
+        self.alerts.evict_before(horizon);
     }
 
     /// An immutable copy of everything, with buffered events applied to a copy of the open
     /// sessions so that it is current to the newest event.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_scoped(None, true)
+    }
+
+    /// A snapshot for the alert evaluator: only what happened at or after `since` (sessions
+    /// still open then, rejects, minutes), and the `events` table only if asked for. Answers
+    /// about times at or after `since` are those of [`Engine::snapshot`].
+    pub fn snapshot_since(&self, since: Option<i64>, with_events: bool) -> Snapshot {
+        self.snapshot_scoped(since, with_events)
+    }
+
+    fn snapshot_scoped(&self, since: Option<i64>, with_events: bool) -> Snapshot {
         let timeout = self.cfg.session_timeout_ms;
         let now = self.now_ms;
-        let horizon = now.map(|n| n - self.cfg.retention_ms);
+        let retention_horizon = now.map(|n| n - self.cfg.retention_ms);
+        let horizon = match (retention_horizon, since) {
+            (Some(h), Some(s)) => Some(h.max(s)),
+            (h, _) => h,
+        };
+        let overrides = &self.cfg.capacity_overrides;
         let mut servers: Vec<ServerSnapshot> = self
             .servers
             .iter()
@@ -904,20 +998,32 @@ impl Engine {
                     sessions.push(row);
                 }
                 sessions.sort_by(|a, b| (a.started, &a.session).cmp(&(b.started, &b.session)));
+                let mut base_capacity = srv.configured_capacity;
+                if let Some(&c) = overrides.get(&*srv.name).or_else(|| overrides.get("*")) {
+                    // What-if: the override is the capacity all along.
+                    base_capacity = Some(c);
+                    capacity_changes.clear();
+                }
+                let per_second = |m: &BTreeMap<i64, u32>| -> Vec<(i64, u32)> {
+                    let from = since.map_or(i64::MIN, |s| s - s.rem_euclid(1000));
+                    m.range(from..).map(|(k, v)| (*k, *v)).collect()
+                };
+                let minutes_from = since.unwrap_or(i64::MIN);
                 ServerSnapshot {
                     name: srv.name.clone(),
                     site: srv.site.clone(),
                     state: book.state,
-                    base_capacity: srv.configured_capacity,
+                    base_capacity,
                     capacity_changes,
                     first_ts: srv.first_ts,
                     max_ts: srv.max_ts,
                     sessions,
-                    rejects: srv.rejects.iter().map(|(k, v)| (*k, *v)).collect(),
+                    rejects: per_second(&srv.rejects),
+                    auth_fails: per_second(&srv.auth_fails),
                     latency: [
-                        srv.latency[0].summaries(),
-                        srv.latency[1].summaries(),
-                        srv.latency[2].summaries(),
+                        srv.latency[0].summaries_from(minutes_from),
+                        srv.latency[1].summaries_from(minutes_from),
+                        srv.latency[2].summaries_from(minutes_from),
                     ],
                 }
             })
@@ -927,9 +1033,30 @@ impl Engine {
             now_ms: now,
             retention_ms: self.cfg.retention_ms,
             servers,
-            events: self.events.batches(horizon),
+            events: if with_events {
+                self.events.batches(horizon)
+            } else {
+                Vec::new()
+            },
             counters: self.counters.clone(),
+            alerts: self.alerts.records(retention_horizon),
         }
+    }
+
+    /// Records alert transitions (from the evaluator) for the `alerts` table.
+    pub fn record_alerts(&mut self, records: &[AlertRecord]) {
+        self.alerts.extend(records);
+    }
+
+    /// Alert transitions in retention (without a whole snapshot).
+    pub fn alert_records(&self) -> Arc<[AlertRecord]> {
+        self.alerts
+            .records(self.now_ms.map(|n| n - self.cfg.retention_ms))
+    }
+
+    /// The newest event time seen, epoch ms.
+    pub fn now_ms(&self) -> Option<i64> {
+        self.now_ms
     }
 
     /// Approximate heap bytes of the latency histograms, for the memory budget.

@@ -191,6 +191,7 @@ mod tests {
                 session(1_500, Some(1_600)),
             ],
             rejects: vec![(2_000, 3)],
+            auth_fails: Vec::new(),
             latency: Default::default(),
         };
         let rows: Vec<SecondRow> = seconds(&srv, 3_400, 0).collect();

@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link of DataFusion, not one per file).
 
+mod alerts;
 mod cli;
 mod exactness;
 mod faults;

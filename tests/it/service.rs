@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use gatewatch::http::client::{request, Url};
+use gatewatch::http_client::{request, Url};
 
 use crate::support::wait_until;
 

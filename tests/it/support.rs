@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gatewatch::app::service::{self, Embedded, Started};
 use gatewatch::cli::Format;
 use gatewatch::config::Config;
-use gatewatch::http::client::{self, Url};
+use gatewatch::http_client::{self as client, Url};
 use gatewatch::output::write_result;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.1 client for `gatewatch query`: one request per connection, plain `http://`.
+//! A minimal HTTP/1.1 client for `gatewatch query` and alert webhooks: one request per
+//! connection, plain `http://`.
 //!
 //! Owns: URL parsing, the request, reading the response (Content-Length, chunked or to EOF).
 //! A general client (reqwest) would add a TLS stack and a second HTTP implementation to the
@@ -53,6 +54,11 @@ pub struct Url {
 }
 
 impl Url {
+    /// The path part (`/prefix`, or empty).
+    pub fn path(&self) -> &str {
+        &self.prefix
+    }
+
     /// Parses `http://host[:port][/prefix]` (port 80 by default).
     pub fn parse(url: &str) -> Result<Url, ClientError> {
         let bad = || ClientError::BadUrl(url.to_string());
@@ -82,13 +88,34 @@ impl Url {
     }
 }
 
-/// Sends one request and reads the whole response.
+/// Sends one request and reads the whole response (for `gatewatch query`: patient reads).
 pub fn request(
     url: &Url,
     method: &str,
     path: &str,
     accept: &str,
     body: &[u8],
+) -> Result<HttpResponse, ClientError> {
+    request_with(
+        url,
+        method,
+        path,
+        accept,
+        "text/plain; charset=utf-8",
+        body,
+        Duration::from_secs(600),
+    )
+}
+
+/// Sends one request with a content type and a timeout for connecting, writing and reading.
+pub fn request_with(
+    url: &Url,
+    method: &str,
+    path: &str,
+    accept: &str,
+    content_type: &str,
+    body: &[u8],
+    timeout: Duration,
 ) -> Result<HttpResponse, ClientError> {
     let io = |cause| ClientError::Io {
         url: url.original.clone(),
@@ -104,11 +131,12 @@ pub fn request(
                 "the host name has no address",
             ))
         })?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
-    s.set_read_timeout(Some(Duration::from_secs(600)))
-        .map_err(io)?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(5))).map_err(io)?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
+    s.set_write_timeout(Some(timeout)).map_err(io)?;
     let head = format!(
-        "{method} {}{path} HTTP/1.1\r\nHost: {}:{}\r\nAccept: {accept}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: gatewatch-query\r\n\r\n",
+        "{method} {}{path} HTTP/1.1\r\nHost: {}:{}\r\nAccept: {accept}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: gatewatch\r\n\r\n",
         url.prefix,
         url.host,
         url.port,

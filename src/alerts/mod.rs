@@ -1,0 +1,994 @@
+//! Alerts: rules evaluated in event time, their transitions, and the sinks they go to.
+//!
+//! Owns: the meaning of a rule (measures, `for`, hysteresis, `keep_firing_for`, repeats), the
+//! evaluation clock, and the records. Reads state only through snapshots and hands transitions
+//! back to the engine for the `alerts` table; knows nothing of HTTP.
+//!
+//! The clock is event time. Rules are evaluated at ticks, multiples of the rule's `every`, and a
+//! tick `T` sees the events before `T`. A tick is evaluated once the *evaluation watermark* has
+//! reached it: the newest event time seen on any server minus `allowed_lateness` (nothing that
+//! is not late can still change what happened before it, as long as no input runs more than
+//! `allowed_lateness` behind the newest). Quiet servers therefore keep being evaluated while any
+//! server is busy. When the input ends (`replay`) or has been quiet for `alerts.idle_timeout`
+//! of wall-clock time (`run`), the watermark moves up to the newest event time itself. So a
+//! replay of an input and the live service consuming it evaluate the same ticks on the same
+//! data, and give the same transitions with the same ids.
+
+pub mod sinks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type};
+
+use crate::config::{Direction, Measure, RuleConfig, RuleSource, Scope};
+use crate::sql;
+use crate::state::alert_log::AlertRecord;
+use crate::state::latency::{us_to_ms, MergedCounts};
+use crate::state::timeline::{self, SecondRow};
+use crate::state::{Engine, ServerSnapshot, Snapshot};
+
+/// A rule that cannot be used as written (found when the evaluator is built).
+#[derive(Debug, thiserror::Error)]
+#[error("alert rule {rule:?}: {message}")]
+pub struct RuleError {
+    rule: String,
+    message: String,
+}
+
+/// A transition, or a still-firing alert sent again (`repeat`), for the sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emission {
+    /// The record.
+    pub record: AlertRecord,
+    /// True for a repeat of a firing alert (not a new row of the `alerts` table).
+    pub repeat: bool,
+}
+
+/// What the evaluator needs from the engine for its next round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    /// Per-server history needed from this event time on (`None`: all in retention).
+    pub since: Option<i64>,
+    /// The full snapshot (the `events` table included) for SQL rules.
+    pub full: bool,
+}
+
+/// Cost of one rule's evaluations so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleStats {
+    /// Rule name.
+    pub rule: String,
+    /// Ticks evaluated.
+    pub evaluations: u64,
+    /// Wall time spent, seconds.
+    pub seconds: f64,
+    /// SQL rules: evaluations that failed.
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Pending {
+        since: i64,
+    },
+    Firing {
+        since: i64,
+        fired_at: i64,
+        clear_since: Option<i64>,
+        last_sent: i64,
+        value: Option<f64>,
+    },
+}
+
+#[derive(Debug)]
+struct Rule {
+    cfg: RuleConfig,
+    next_tick: Option<i64>,
+    instances: BTreeMap<String, (Option<String>, Phase)>,
+    stats: RuleStats,
+    sql_error_logged: bool,
+}
+
+/// Evaluates every rule of a config as the watermark advances.
+pub struct Evaluator {
+    rules: Vec<Rule>,
+    lateness_ms: i64,
+    through: Option<i64>,
+    p99_cache: HashMap<(Arc<str>, usize, i64, i64), Option<f64>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Ticks of one round can reach back this far (the longest window, plus a second).
+fn lookback(rule: &RuleConfig) -> i64 {
+    match &rule.source {
+        RuleSource::Measure { window_ms, .. } => window_ms + 1000,
+        RuleSource::Sql(_) => 0,
+    }
+}
+
+impl Evaluator {
+    /// An evaluator for `rules`; SQL rules are planned once against empty tables so a mistake
+    /// is reported at start, not at the first tick. Blocks: call it off async workers.
+    pub fn new(rules: &[RuleConfig], lateness_ms: i64) -> Result<Evaluator, RuleError> {
+        let has_sql = rules.iter().any(|r| matches!(r.source, RuleSource::Sql(_)));
+        let runtime = if has_sql {
+            Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .map_err(|e| RuleError {
+                        rule: rules[0].name.clone(),
+                        message: format!("cannot start the SQL runtime: {e}"),
+                    })?,
+            )
+        } else {
+            None
+        };
+        if let Some(rt) = &runtime {
+            let empty = Arc::new(Snapshot {
+                now_ms: None,
+                retention_ms: 0,
+                servers: Vec::new(),
+                events: Vec::new(),
+                counters: Default::default(),
+                alerts: Arc::new([]),
+            });
+            for r in rules {
+                if let RuleSource::Sql(q) = &r.source {
+                    rt.block_on(sql::check(empty.clone(), q))
+                        .map_err(|e| RuleError {
+                            rule: r.name.clone(),
+                            message: format!("{e}; fix the rule's sql"),
+                        })?;
+                }
+            }
+        }
+        Ok(Evaluator {
+            rules: rules
+                .iter()
+                .map(|cfg| Rule {
+                    stats: RuleStats {
+                        rule: cfg.name.clone(),
+                        ..Default::default()
+                    },
+                    cfg: cfg.clone(),
+                    next_tick: None,
+                    instances: BTreeMap::new(),
+                    sql_error_logged: false,
+                })
+                .collect(),
+            lateness_ms,
+            through: None,
+            p99_cache: HashMap::new(),
+            runtime,
+        })
+    }
+
+    /// True when there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The evaluation watermark for an engine whose newest event time is `now`: `now` minus
+    /// the lateness window, or `now` itself once the input has ended or gone quiet.
+    pub fn watermark(&self, now: Option<i64>, input_quiet: bool) -> Option<i64> {
+        now.map(|n| if input_quiet { n } else { n - self.lateness_ms })
+    }
+
+    /// What a round up to `through` needs, or `None` when no tick is due.
+    pub fn due(&self, through: Option<i64>) -> Option<Need> {
+        let through = through?;
+        if self.rules.is_empty() || self.through.is_some_and(|t| through <= t) {
+            return None;
+        }
+        let mut need: Option<Need> = None;
+        for r in &self.rules {
+            let since = match r.next_tick {
+                Some(t) if t > through => continue,
+                Some(t) => Some(t - lookback(&r.cfg)),
+                None => None,
+            };
+            let full = matches!(r.cfg.source, RuleSource::Sql(_));
+            need = Some(match need {
+                None => Need { since, full },
+                Some(n) => Need {
+                    since: match (n.since, since) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        _ => None,
+                    },
+                    full: n.full || full,
+                },
+            });
+        }
+        need
+    }
+
+    /// Evaluates every due tick up to and including `through` against `snap` (taken as
+    /// [`Evaluator::due`] asked), in time order; returns the transitions and repeats.
+    pub fn advance(&mut self, snap: &Snapshot, through: i64) -> Vec<Emission> {
+        if self.through.is_some_and(|t| through <= t) {
+            return Vec::new();
+        }
+        self.through = Some(through);
+        let Some(first_event) = snap.servers.iter().filter_map(|s| s.first_ts).min() else {
+            return Vec::new();
+        };
+        // Ticks start just before the first event could have happened (an input not seen yet
+        // is at most `allowed_lateness` behind), so run and replay start on the same tick.
+        let start = first_event - self.lateness_ms;
+        let first_tick = |every: i64| start.div_euclid(every) * every + every;
+        let round_from = self
+            .rules
+            .iter()
+            .filter(|r| matches!(r.cfg.source, RuleSource::Measure { .. }))
+            .map(|r| r.next_tick.unwrap_or_else(|| first_tick(r.cfg.every_ms)) - lookback(&r.cfg))
+            .min()
+            .unwrap_or(through);
+        let mut per_rule: Vec<Vec<(i64, usize, Emission)>> = Vec::new();
+        let mut timelines: Option<Timelines> = None;
+        for (ri, rule) in self.rules.iter_mut().enumerate() {
+            let every = rule.cfg.every_ms;
+            let mut tick = *rule.next_tick.get_or_insert_with(|| first_tick(every));
+            let mut out = Vec::new();
+            while tick <= through {
+                let t0 = Instant::now();
+                let values = match &rule.cfg.source {
+                    RuleSource::Measure { measure, window_ms } => {
+                        let tl = timelines
+                            .get_or_insert_with(|| Timelines::new(snap, round_from, through));
+                        server_values(
+                            snap,
+                            tl,
+                            &rule.cfg.scope,
+                            *measure,
+                            *window_ms,
+                            tick,
+                            &mut self.p99_cache,
+                        )
+                    }
+                    RuleSource::Sql(q) => {
+                        let rt = self.runtime.as_ref().expect("built for SQL rules");
+                        match sql_values(rt, snap, q, tick) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                rule.stats.errors += 1;
+                                if !rule.sql_error_logged {
+                                    tracing::error!(rule = %rule.cfg.name, error = %e, "Alert rule query failed; its instances keep their state until it succeeds.");
+                                    rule.sql_error_logged = true;
+                                }
+                                rule.stats.evaluations += 1;
+                                tick += every;
+                                continue;
+                            }
+                        }
+                    }
+                };
+                for e in step(rule, tick, values) {
+                    out.push((tick, ri, e));
+                }
+                rule.stats.evaluations += 1;
+                rule.stats.seconds += t0.elapsed().as_secs_f64();
+                tick += every;
+            }
+            rule.next_tick = Some(tick);
+            per_rule.push(out);
+        }
+        // Rules tick on their own intervals: interleave their records in time order (rule
+        // order, then instance order, within a tick).
+        let mut all: Vec<(i64, usize, Emission)> = per_rule.into_iter().flatten().collect();
+        all.sort_by_key(|(t, ri, _)| (*t, *ri));
+        let oldest = through
+            - self
+                .rules
+                .iter()
+                .map(|r| lookback(&r.cfg))
+                .max()
+                .unwrap_or(0);
+        self.p99_cache.retain(|k, _| k.2 >= oldest - 60_000);
+        all.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    /// Per-rule evaluation counts and cost.
+    pub fn stats(&self) -> Vec<RuleStats> {
+        self.rules.iter().map(|r| r.stats.clone()).collect()
+    }
+}
+
+impl Drop for Evaluator {
+    fn drop(&mut self) {
+        // The service may drop the evaluator on an async worker, where dropping a runtime
+        // the normal way (waiting for its tasks) panics.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The snapshot a round needs (taken under the caller's lock: a copy, no evaluation).
+pub fn snapshot_for(engine: &Engine, need: Need) -> Snapshot {
+    if need.full {
+        engine.snapshot_since(None, true)
+    } else {
+        engine.snapshot_since(need.since, false)
+    }
+}
+
+/// One round against an engine owned by the caller (`replay`): evaluates what is due and
+/// records the transitions in the engine. Returns everything for the sinks.
+pub fn evaluate_owned(engine: &mut Engine, ev: &mut Evaluator, input_ended: bool) -> Vec<Emission> {
+    let through = ev.watermark(engine.now_ms(), input_ended);
+    let Some(need) = ev.due(through) else {
+        return Vec::new();
+    };
+    let snap = snapshot_for(engine, need);
+    let out = ev.advance(&snap, through.expect("due only with a watermark"));
+    engine.record_alerts(&table_records(&out));
+    out
+}
+
+/// The transitions among emissions (repeats are not new rows of the `alerts` table).
+pub fn table_records(out: &[Emission]) -> Vec<AlertRecord> {
+    out.iter()
+        .filter(|e| !e.repeat)
+        .map(|e| e.record.clone())
+        .collect()
+}
+
+/// Each in-scope server's concurrency per second over the round, swept once per round.
+struct Timelines {
+    rows: HashMap<Arc<str>, (i64, Vec<SecondRow>)>,
+}
+
+impl Timelines {
+    fn new(snap: &Snapshot, from: i64, through: i64) -> Timelines {
+        let rows = snap
+            .servers
+            .iter()
+            .filter(|s| s.first_ts.is_some())
+            .map(|s| {
+                let rows: Vec<SecondRow> = timeline::seconds(s, through - 1, from).collect();
+                let first = rows.first().map_or(i64::MAX, |r| r.ts);
+                (s.name.clone(), (first, rows))
+            })
+            .collect();
+        Timelines { rows }
+    }
+
+    /// The row of the second starting at `ts`; `None` before the server's first event.
+    fn at(&self, server: &str, ts: i64) -> Option<&SecondRow> {
+        let (first, rows) = self.rows.get(server)?;
+        if ts < *first {
+            return None;
+        }
+        rows.get(((ts - first) / 1000) as usize)
+    }
+}
+
+fn in_scope(scope: &Scope, s: &ServerSnapshot) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Servers(list) => list.iter().any(|n| **n == *s.name),
+        Scope::Site(site) => s.site.as_deref() == Some(site.as_str()),
+    }
+}
+
+/// One instance's observation at a tick.
+#[derive(Debug, Clone)]
+struct Obs {
+    server: Option<String>,
+    value: Option<f64>,
+    /// False for an instance that produced nothing at this tick (no data, no SQL row).
+    present: bool,
+}
+
+type Values = BTreeMap<String, Obs>;
+
+/// A built-in measure for every in-scope server that has data before `tick`.
+fn server_values(
+    snap: &Snapshot,
+    tl: &Timelines,
+    scope: &Scope,
+    measure: Measure,
+    window: i64,
+    tick: i64,
+    cache: &mut HashMap<(Arc<str>, usize, i64, i64), Option<f64>>,
+) -> Values {
+    let mut out = Values::new();
+    for s in snap.servers.iter().filter(|s| in_scope(scope, s)) {
+        if s.first_ts.is_none_or(|f| f >= tick) {
+            continue;
+        }
+        let value = match measure {
+            Measure::Utilisation => tl.at(&s.name, tick - 1000).and_then(|r| {
+                let cap = r.capacity.filter(|c| *c > 0)?;
+                Some(r.sessions as f64 / cap as f64)
+            }),
+            Measure::MinutesToFull => {
+                // No projection until the server has a whole window of history: its first
+                // minutes would otherwise read as a ramp from zero.
+                let now = tl.at(&s.name, tick - 1000);
+                let then = tl.at(&s.name, tick - window - 1000).map(|r| r.sessions);
+                now.zip(then).and_then(|(r, then)| {
+                    let cap = r.capacity.filter(|c| *c > 0)? as f64;
+                    let rate = (r.sessions as f64 - then as f64) / (window as f64 / 60_000.0);
+                    (rate > 0.0).then(|| ((cap - r.sessions as f64).max(0.0)) / rate)
+                })
+            }
+            Measure::RejectRate => Some(per_minute(&s.rejects, tick, window)),
+            Measure::AuthFailRate => Some(per_minute(&s.auth_fails, tick, window)),
+            Measure::RttP99 | Measure::SetupP99 => {
+                let metric = if measure == Measure::RttP99 { 0 } else { 1 };
+                *cache
+                    .entry((s.name.clone(), metric, tick - window, window))
+                    .or_insert_with(|| p99(&s.latency[metric], tick - window, tick))
+            }
+        };
+        out.insert(
+            s.name.to_string(),
+            Obs {
+                server: Some(s.name.to_string()),
+                value,
+                present: true,
+            },
+        );
+    }
+    out
+}
+
+/// Events per minute in `[tick - window, tick)` from per-second counts.
+fn per_minute(counts: &[(i64, u32)], tick: i64, window: i64) -> f64 {
+    let a = counts.partition_point(|(t, _)| *t < tick - window);
+    let b = counts.partition_point(|(t, _)| *t < tick);
+    let n: u64 = counts[a..b].iter().map(|(_, c)| *c as u64).sum();
+    n as f64 / (window as f64 / 60_000.0)
+}
+
+/// The exact p99 of the whole minutes in `[from, to)`, merged; `None` with no samples.
+fn p99(minutes: &[crate::state::latency::MinuteSummary], from: i64, to: i64) -> Option<f64> {
+    let a = minutes.partition_point(|m| m.minute_ms < from);
+    let mut merged = MergedCounts::default();
+    let mut n = 0;
+    for m in minutes[a..]
+        .iter()
+        .take_while(|m| m.minute_ms + 60_000 <= to)
+    {
+        merged
+            .add_encoded(&m.hist)
+            .expect("minute histograms are our own encoding");
+        n += m.count;
+    }
+    (n > 0).then(|| us_to_ms(merged.histogram().value_at_quantile(0.99)))
+}
+
+/// Runs an SQL rule on the tables as of `tick`.
+fn sql_values(
+    rt: &tokio::runtime::Runtime,
+    snap: &Snapshot,
+    q: &str,
+    tick: i64,
+) -> Result<Values, String> {
+    let view = Arc::new(snap.as_of(tick));
+    let result = rt
+        .block_on(sql::query_snapshot(view, q))
+        .map_err(|e| e.to_string())?;
+    let mut out = Values::new();
+    for b in &result.batches {
+        let schema = b.schema();
+        let value_idx = schema.index_of("value").ok();
+        let value_col = match value_idx {
+            Some(i) => Some(
+                arrow::compute::cast(b.column(i), &DataType::Float64)
+                    .map_err(|_| "the value column must be numeric".to_string())?,
+            ),
+            None => None,
+        };
+        let keys: Vec<(String, arrow::array::ArrayRef)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != value_idx)
+            .map(|(i, f)| {
+                (
+                    f.name().clone(),
+                    arrow::compute::cast(b.column(i), &DataType::Utf8)
+                        .expect("every column casts to text"),
+                )
+            })
+            .collect();
+        for row in 0..b.num_rows() {
+            let mut key = String::new();
+            let mut server = None;
+            for (name, col) in &keys {
+                let v = col.as_string::<i32>();
+                let text = if v.is_null(row) { "" } else { v.value(row) };
+                if !key.is_empty() {
+                    key.push(',');
+                }
+                key.push_str(name);
+                key.push('=');
+                key.push_str(text);
+                if name == "server" && !v.is_null(row) {
+                    server = Some(text.to_string());
+                }
+            }
+            let value = value_col.as_ref().and_then(|c| {
+                let c = c.as_primitive::<Float64Type>();
+                (!c.is_null(row)).then(|| c.value(row))
+            });
+            out.insert(
+                key,
+                Obs {
+                    server,
+                    value,
+                    present: true,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// One tick of one rule: moves each instance through pending, firing and resolved.
+fn step(rule: &mut Rule, tick: i64, mut values: Values) -> Vec<Emission> {
+    let cfg = &rule.cfg;
+    let mut out = Vec::new();
+    // Instances seen before but absent now have no data: they are not bad and are clear.
+    for (k, (server, _)) in &rule.instances {
+        values.entry(k.clone()).or_insert_with(|| Obs {
+            server: server.clone(),
+            value: None,
+            present: false,
+        });
+    }
+    for (key, obs) in values {
+        let Obs {
+            server,
+            value,
+            present,
+        } = obs;
+        let bad = match (cfg.threshold, value) {
+            (Some(t), Some(v)) => match cfg.direction {
+                Direction::Above => v > t,
+                Direction::Below => v < t,
+            },
+            (Some(_), None) => false,
+            // An SQL rule without a threshold: every row it returns is firing.
+            (None, _) => present,
+        };
+        let clear = match (cfg.clear, value) {
+            (Some(c), Some(v)) => match cfg.direction {
+                Direction::Above => v <= c,
+                Direction::Below => v >= c,
+            },
+            _ => !bad,
+        };
+        let record = |state: &'static str, since: i64, fired_at: i64, threshold: Option<f64>| {
+            let id = format!(
+                "{:016x}",
+                xxhash_rust::xxh3::xxh3_64(
+                    format!("{}\0{key}\0{fired_at}\0{state}", cfg.name).as_bytes()
+                )
+            );
+            AlertRecord {
+                ts: tick,
+                rule: cfg.name.clone(),
+                key: key.clone(),
+                server: server.clone(),
+                state,
+                severity: cfg.severity.clone(),
+                value,
+                threshold,
+                since,
+                labels: cfg.labels.clone(),
+                id,
+            }
+        };
+        let phase = rule.instances.get(&key).map(|(_, p)| p.clone());
+        let next = match phase {
+            None | Some(Phase::Pending { .. }) if !bad => None,
+            None | Some(Phase::Pending { .. }) => {
+                let since = match phase {
+                    Some(Phase::Pending { since }) => since,
+                    _ => tick,
+                };
+                if tick - since >= cfg.for_ms {
+                    out.push(Emission {
+                        record: record("firing", since, tick, cfg.threshold),
+                        repeat: false,
+                    });
+                    Some(Phase::Firing {
+                        since,
+                        fired_at: tick,
+                        clear_since: None,
+                        last_sent: tick,
+                        value,
+                    })
+                } else {
+                    Some(Phase::Pending { since })
+                }
+            }
+            Some(Phase::Firing {
+                since,
+                fired_at,
+                clear_since,
+                last_sent,
+                value: fired_value,
+            }) => {
+                if clear {
+                    let cs = clear_since.unwrap_or(tick);
+                    if tick - cs >= cfg.keep_firing_for_ms {
+                        out.push(Emission {
+                            record: record("resolved", fired_at, fired_at, cfg.clear),
+                            repeat: false,
+                        });
+                        None
+                    } else {
+                        Some(Phase::Firing {
+                            since,
+                            fired_at,
+                            clear_since: Some(cs),
+                            last_sent,
+                            value: fired_value,
+                        })
+                    }
+                } else {
+                    let mut last_sent = last_sent;
+                    if let Some(r) = cfg.repeat_interval_ms {
+                        if tick - last_sent >= r {
+                            // The same id as the firing record it repeats.
+                            out.push(Emission {
+                                record: record("firing", since, fired_at, cfg.threshold),
+                                repeat: true,
+                            });
+                            last_sent = tick;
+                        }
+                    }
+                    Some(Phase::Firing {
+                        since,
+                        fired_at,
+                        clear_since: None,
+                        last_sent,
+                        value: fired_value,
+                    })
+                }
+            }
+        };
+        match next {
+            Some(p) => {
+                rule.instances.insert(key, (server, p));
+            }
+            None => {
+                rule.instances.remove(&key);
+            }
+        }
+    }
+    out
+}
+
+/// Shortest wall-clock gap between two evaluation rounds of the live service while events
+/// flow: rounds copy state, so they are batched; an alert is still out well within a second.
+pub const LIVE_ROUND_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The live service's evaluator and sinks, driven after each applied batch and by a clock
+/// (which also notices when the input has gone quiet).
+pub struct LiveAlerts {
+    evaluator: Evaluator,
+    sinks: sinks::Sinks,
+    idle_timeout: std::time::Duration,
+    last_round: Option<Instant>,
+    seen_now: Option<i64>,
+    now_changed: Instant,
+}
+
+impl LiveAlerts {
+    /// Wraps an evaluator and its sinks.
+    pub fn new(evaluator: Evaluator, sinks: sinks::Sinks, idle_timeout_ms: i64) -> LiveAlerts {
+        LiveAlerts {
+            evaluator,
+            sinks,
+            idle_timeout: std::time::Duration::from_millis(idle_timeout_ms.max(0) as u64),
+            last_round: None,
+            seen_now: None,
+            now_changed: Instant::now(),
+        }
+    }
+
+    /// Evaluates what is due, if a round is due: copies state under the engine lock, evaluates
+    /// outside it, records transitions in the engine and hands everything to the sinks.
+    pub fn poll(&mut self, engine: &std::sync::Mutex<Engine>) {
+        if self.evaluator.is_empty() {
+            return;
+        }
+        let now = engine.lock().expect("engine lock").now_ms();
+        if now != self.seen_now {
+            self.seen_now = now;
+            self.now_changed = Instant::now();
+        }
+        let quiet = self.now_changed.elapsed() >= self.idle_timeout;
+        if !quiet
+            && self
+                .last_round
+                .is_some_and(|t| t.elapsed() < LIVE_ROUND_GAP)
+        {
+            return;
+        }
+        let through = self.evaluator.watermark(now, quiet);
+        let Some(need) = self.evaluator.due(through) else {
+            return;
+        };
+        self.last_round = Some(Instant::now());
+        let snap = snapshot_for(&engine.lock().expect("engine lock"), need);
+        let out = self
+            .evaluator
+            .advance(&snap, through.expect("due only with a watermark"));
+        tracing::debug!(
+            ?through,
+            ?need,
+            servers = snap.servers.len(),
+            transitions = out.len(),
+            "Alert round."
+        );
+        if !out.is_empty() {
+            engine
+                .lock()
+                .expect("engine lock")
+                .record_alerts(&table_records(&out));
+            self.sinks.send(&out);
+        }
+    }
+
+    /// Per-rule evaluation counts and cost.
+    pub fn rule_stats(&self) -> Vec<RuleStats> {
+        self.evaluator.stats()
+    }
+
+    /// Sink delivery counters.
+    pub fn sink_stats(&self) -> Arc<sinks::SinkStats> {
+        self.sinks.stats()
+    }
+
+    /// Waits (bounded) for queued records to reach the alerts topic.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        self.sinks.flush(timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, EngineConfig, ServerConfig};
+    use crate::ingest::{decode_chunk, Chunk};
+
+    fn engine(capacity: u32, servers: &[&str]) -> Engine {
+        Engine::new(EngineConfig {
+            allowed_lateness_ms: 0,
+            session_timeout_ms: 86_400_000,
+            servers: servers
+                .iter()
+                .map(|s| {
+                    (
+                        s.to_string(),
+                        ServerConfig {
+                            capacity: Some(capacity),
+                            site: None,
+                        },
+                    )
+                })
+                .collect(),
+            ..EngineConfig::default()
+        })
+    }
+
+    fn rules(toml: &str) -> Vec<RuleConfig> {
+        Config::parse(toml, "test.toml").unwrap().alerts.rules
+    }
+
+    /// `(kind, second, server, session)` events; a session's latency samples keep it alive.
+    fn feed(e: &mut Engine, events: &[(&str, i64, &str, &str)]) {
+        let lines: Vec<String> = events
+            .iter()
+            .map(|(k, s, srv, sess)| {
+                format!(
+                    r#"{{"type":"{k}","ts":{},"server":"{srv}","session":"{sess}","rtt_ms":1}}"#,
+                    s * 1000
+                )
+            })
+            .collect();
+        let d = decode_chunk(Chunk {
+            raw: lines.join("\n").into_bytes(),
+            truncated: false,
+        });
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        e.apply(&d.batch);
+    }
+
+    /// Replays `events` through rules and returns `(state, key, tick s, since s)`.
+    fn transitions(
+        e: &mut Engine,
+        rule_toml: &str,
+        events: &[(&str, i64, &str, &str)],
+    ) -> Vec<(&'static str, String, i64, i64)> {
+        let mut ev = Evaluator::new(&rules(rule_toml), 0).unwrap();
+        // Fed in slices so rounds happen mid-stream, as in replay and run.
+        for part in events.chunks(7) {
+            feed(e, part);
+            evaluate_owned(e, &mut ev, false);
+        }
+        e.flush();
+        evaluate_owned(e, &mut ev, true);
+        e.snapshot()
+            .alerts
+            .iter()
+            .map(|r| (r.state, r.key.clone(), r.ts / 1000, r.since / 1000))
+            .collect()
+    }
+
+    fn connects(
+        server: &str,
+        at: i64,
+        n: usize,
+        prefix: &str,
+    ) -> Vec<(&'static str, i64, String, String)> {
+        (0..n)
+            .map(|i| ("connect", at, server.to_string(), format!("{prefix}{i}")))
+            .collect()
+    }
+
+    fn as_refs<'a>(
+        v: &'a [(&'static str, i64, String, String)],
+    ) -> Vec<(&'static str, i64, &'a str, &'a str)> {
+        let mut r: Vec<_> = v
+            .iter()
+            .map(|(k, t, s, x)| (*k, *t, s.as_str(), x.as_str()))
+            .collect();
+        r.sort_by_key(|e| e.1);
+        r
+    }
+
+    const NEAR_FULL: &str = "[[alerts.rules]]\nname = \"near-full\"\nmeasure = \"utilisation\"\nabove = 0.9\nclear = 0.8\nfor = \"30s\"\n";
+
+    #[test]
+    fn fires_after_for_holds_through_the_band_and_resolves_below_clear() {
+        let mut e = engine(10, &["gw"]);
+        let mut evs = connects("gw", 0, 9, "a");
+        evs.extend(connects("gw", 100, 1, "b")); // 10/10 from second 100
+        evs.push(("disconnect", 200, "gw".into(), "b0".into())); // 0.9: inside the band
+        evs.extend(connects("gw", 220, 1, "c")); // 1.0
+        evs.push(("disconnect", 240, "gw".into(), "c0".into())); // 0.9
+        evs.push(("disconnect", 300, "gw".into(), "a0".into()));
+        evs.push(("disconnect", 300, "gw".into(), "a1".into())); // 0.7: clear
+        evs.push(("latency", 400, "gw".into(), "a2".into()));
+        let got = transitions(&mut e, NEAR_FULL, &as_refs(&evs));
+        // Bad from tick 110 (it sees second 109), held 30 s: fires at 140; clear at tick 310.
+        assert_eq!(
+            got,
+            vec![
+                ("firing", "gw".to_string(), 140, 110),
+                ("resolved", "gw".to_string(), 310, 140)
+            ]
+        );
+    }
+
+    #[test]
+    fn does_not_fire_when_the_condition_breaks_before_for() {
+        let mut e = engine(10, &["gw"]);
+        let mut evs = connects("gw", 0, 9, "a");
+        // 1.0 for 20 s, 0.9 for 20 s, repeatedly: never 30 s above 0.9.
+        for k in 0..6 {
+            let t = 100 + k * 40;
+            evs.push(("connect", t, "gw".into(), format!("x{k}")));
+            evs.push(("disconnect", t + 20, "gw".into(), format!("x{k}")));
+        }
+        evs.push(("latency", 500, "gw".into(), "a1".into()));
+        assert_eq!(transitions(&mut e, NEAR_FULL, &as_refs(&evs)), vec![]);
+    }
+
+    #[test]
+    fn keep_firing_for_delays_the_resolve() {
+        let mut e = engine(10, &["gw"]);
+        let mut evs = connects("gw", 0, 10, "a");
+        for i in 0..5 {
+            evs.push(("disconnect", 100, "gw".into(), format!("a{i}")));
+        }
+        evs.push(("latency", 300, "gw".into(), "a9".into()));
+        let rule = "[[alerts.rules]]\nname = \"full\"\nmeasure = \"utilisation\"\nabove = 0.9\nkeep_firing_for = \"1m\"\n";
+        let got = transitions(&mut e, rule, &as_refs(&evs));
+        // Capacity is reached in second 0; tick 10 sees it. Clear from tick 110, held 60 s.
+        assert_eq!(
+            got,
+            vec![
+                ("firing", "gw".to_string(), 10, 10),
+                ("resolved", "gw".to_string(), 170, 10)
+            ]
+        );
+    }
+
+    #[test]
+    fn minutes_to_full_fires_on_a_ramp_before_capacity_and_never_on_a_flat_line() {
+        let rule = "[[alerts.rules]]\nname = \"fills\"\nmeasure = \"minutes_to_full\"\nbelow = 5\nwindow = \"5m\"\n";
+        // One connect every 6 s: 10 a minute toward capacity 100 (full at second 594).
+        let mut e = engine(100, &["ramp"]);
+        let mut evs: Vec<_> = (0..100)
+            .map(|i| ("connect", i * 6, "ramp".to_string(), format!("r{i}")))
+            .collect();
+        evs.push(("latency", 1000, "ramp".into(), "r1".into()));
+        let got = transitions(&mut e, rule, &as_refs(&evs));
+        // Tick 310 sees 52 sessions, 50 more than 5 minutes earlier: 4.8 minutes to full.
+        assert_eq!(got[0], ("firing", "ramp".to_string(), 310, 310));
+        // Full at second 594; once the whole window is flat (tick 900) the projection has no
+        // value, and the alert resolves.
+        assert_eq!(got[1..], [("resolved", "ramp".to_string(), 900, 310)]);
+
+        let mut e = engine(100, &["flat"]);
+        let mut evs = connects("flat", 0, 95, "f");
+        for t in (10..1200).step_by(10) {
+            evs.push(("latency", t, "flat".into(), "f1".into()));
+        }
+        assert_eq!(transitions(&mut e, rule, &as_refs(&evs)), vec![]);
+    }
+
+    #[test]
+    fn sql_rules_see_the_tables_as_of_each_tick() {
+        let mut e = engine(10, &["gw"]);
+        let evs: Vec<(&'static str, i64, String, String)> = vec![
+            ("reject", 5, "gw".into(), "r1".into()),
+            ("reject", 15, "gw".into(), "r2".into()),
+            ("reject", 25, "gw".into(), "r3".into()),
+            ("connect", 26, "gw".into(), "s1".into()),
+            ("disconnect", 45, "gw".into(), "s1".into()),
+            ("latency", 95, "gw".into(), "x".into()),
+        ];
+        let rule = "[[alerts.rules]]\nname = \"rejects\"\nsql = \"SELECT server, count(*) AS value FROM events WHERE type = 'reject' GROUP BY server\"\nabove = 2\nevery = \"10s\"\n\n[[alerts.rules]]\nname = \"busy\"\nsql = \"SELECT server FROM servers WHERE active > 0\"\nevery = \"10s\"\n";
+        let got = transitions(&mut e, rule, &as_refs(&evs));
+        assert_eq!(
+            got,
+            vec![
+                // The third reject is at 25 s: tick 30 counts three.
+                ("firing", "server=gw".to_string(), 30, 30),
+                ("firing", "server=gw".to_string(), 30, 30),
+                ("resolved", "server=gw".to_string(), 50, 30),
+            ]
+        );
+        let rules: Vec<String> = e.snapshot().alerts.iter().map(|r| r.rule.clone()).collect();
+        assert_eq!(rules, ["rejects", "busy", "busy"]);
+    }
+
+    #[test]
+    fn a_bad_sql_rule_is_refused_at_start() {
+        let err = Evaluator::new(
+            &rules("[[alerts.rules]]\nname = \"x\"\nsql = \"SELECT nope FROM events\"\n"),
+            0,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("alert rule \"x\"") && err.contains("nope"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let evs = {
+            let mut v = connects("gw", 0, 10, "a");
+            v.push(("latency", 100, "gw".into(), "a1".into()));
+            v
+        };
+        let rule = "[[alerts.rules]]\nname = \"full\"\nmeasure = \"utilisation\"\nabove = 0.9\n";
+        let ids = |_: ()| {
+            let mut e = engine(10, &["gw"]);
+            transitions(&mut e, rule, &as_refs(&evs));
+            e.snapshot()
+                .alerts
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let a = ids(());
+        assert_eq!(a.len(), 1);
+        assert_eq!(a, ids(()));
+    }
+}

@@ -1,0 +1,69 @@
+//! The log of alert transitions, kept with the rest of the state for the `alerts` table.
+//!
+//! Owns: the plain-data shape of one transition and its retention. Must not touch: rules or
+//! their evaluation (the `alerts` module computes transitions and hands them here), sinks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One alert transition (`firing` or `resolved`): a row of the `alerts` table and the record
+/// every sink receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    /// Event time of the transition (the evaluation time), epoch ms.
+    pub ts: i64,
+    /// Rule name.
+    pub rule: String,
+    /// The instance: the server for built-in measures, `col=value,...` for SQL rules.
+    pub key: String,
+    /// The server, when the instance is one.
+    pub server: Option<String>,
+    /// `firing` or `resolved`.
+    pub state: &'static str,
+    /// The rule's severity.
+    pub severity: String,
+    /// The measured value at the transition (None when there was no data).
+    pub value: Option<f64>,
+    /// The threshold crossed: the firing threshold for `firing`, the clear one for `resolved`.
+    pub threshold: Option<f64>,
+    /// For `firing`: when the condition started to hold (start of `for`); for `resolved`:
+    /// when the alert fired.
+    pub since: i64,
+    /// The rule's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Stable id: the same transition has the same id in `run` and `replay`.
+    pub id: String,
+}
+
+impl AlertRecord {
+    /// The labels as a JSON object (the `labels` column).
+    pub fn labels_json(&self) -> String {
+        serde_json::to_string(&self.labels).expect("string map serialises")
+    }
+}
+
+/// Transitions in retention, oldest first. Transitions are rare (a few per server per bad
+/// morning), so a snapshot simply copies them.
+#[derive(Debug, Default)]
+pub struct AlertLog {
+    records: Vec<AlertRecord>,
+}
+
+impl AlertLog {
+    /// Appends transitions.
+    pub fn extend(&mut self, records: &[AlertRecord]) {
+        self.records.extend_from_slice(records);
+    }
+
+    /// Drops transitions older than `horizon`.
+    pub fn evict_before(&mut self, horizon: i64) {
+        let cut = self.records.partition_point(|r| r.ts < horizon);
+        self.records.drain(..cut);
+    }
+
+    /// Transitions at or after `horizon`.
+    pub fn records(&self, horizon: Option<i64>) -> Arc<[AlertRecord]> {
+        let from = horizon.map_or(0, |h| self.records.partition_point(|r| r.ts < h));
+        self.records[from..].into()
+    }
+}
