@@ -1,8 +1,8 @@
 //! Event to alert record on the Kafka topic, under 100k events/s, end to end.
 //!
 //! librdkafka's in-process cluster (the real Kafka protocol over TCP) carries a steady stream
-//! of latency samples from 10 servers at `GATEWATCH_BENCH_RATE` events/s (default 100 000),
-//! stamped with the wall clock, into `gatewatch run` (the service, in this process: consumer,
+//! of latency samples from 11 servers at `GATEWATCH_BENCH_RATE` events/s (default 100 000),
+//! stamped with the wall clock (gw-x among them), into `gatewatch run` (the service, in this process: consumer,
 //! engine, evaluator, sinks). One rule watches gw-x: utilisation above 0.9, evaluated every
 //! second, no `for`. Every 4 s the bench connects 11 more sessions to gw-x (80 -> 91 of 100)
 //! and, 2 s later, disconnects them. For each firing record read back from the alerts topic it
@@ -117,7 +117,12 @@ servers = ["gw-x"]
         .unwrap();
     });
 
-    let servers: Vec<String> = (1..=10).map(|i| format!("gw-{i:02}")).collect();
+    // Every server streams samples, gw-x too: a server's alerts are evaluated on its own
+    // event-time clock.
+    let servers: Vec<String> = (1..=10)
+        .map(|i| format!("gw-{i:02}"))
+        .chain(["gw-x".to_string()])
+        .collect();
     // The steady background stream, paced in 10 ms slices.
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -136,7 +141,7 @@ servers = ["gw-x"]
             while !stop.load(Ordering::Relaxed) {
                 let ts = now_ms();
                 for _ in 0..per_slice {
-                    let s = &servers[(n % 10) as usize];
+                    let s = &servers[(n % servers.len() as u64) as usize];
                     let line = format!(
                         r#"{{"type":"latency","ts":{ts},"server":"{s}","session":"{s}-{}","rtt_ms":{}.5,"id":"b{n}"}}"#,
                         n % 50,
@@ -177,17 +182,8 @@ servers = ["gw-x"]
         "gw-x",
         &format!(r#"{{"type":"server","ts":{t0},"server":"gw-x","capacity":100,"state":"up"}}"#),
     );
-    for i in 0..80 {
-        send(
-            &producer,
-            "gw-x",
-            &format!(
-                r#"{{"type":"connect","ts":{t0},"server":"gw-x","session":"base-{i}","user":"u{i}"}}"#
-            ),
-        );
-    }
     for s in &servers {
-        for i in 0..50 {
+        for i in 0..if s == "gw-x" { 80 } else { 50 } {
             send(
                 &producer,
                 s,

@@ -5,14 +5,17 @@
 //! back to the engine for the `alerts` table; knows nothing of HTTP.
 //!
 //! The clock is event time. Rules are evaluated at ticks, multiples of the rule's `every`, and a
-//! tick `T` sees the events before `T`. A tick is evaluated once the *evaluation watermark* has
-//! reached it: the newest event time seen on any server minus `allowed_lateness` (nothing that
-//! is not late can still change what happened before it, as long as no input runs more than
-//! `allowed_lateness` behind the newest). Quiet servers therefore keep being evaluated while any
-//! server is busy. When the input ends (`replay`) or has been quiet for `alerts.idle_timeout`
-//! of wall-clock time (`run`), the watermark moves up to the newest event time itself. So a
-//! replay of an input and the live service consuming it evaluate the same ticks on the same
-//! data, and give the same transitions with the same ids.
+//! tick `T` sees the events before `T`. Each server has its own *evaluation watermark*: its
+//! newest event minus `allowed_lateness` (after that, nothing that is not rejected as late can
+//! change what happened on it before `T`). So partitions read hours of event time apart (a
+//! backlog) still give every server's evaluations the same data, in `run` as in `replay`.
+//! Quiet servers do not freeze: a server silent for `alerts.idle_timeout` of wall-clock time
+//! (`run`) moves with the newest event on any server, minus the lateness window; no server lags
+//! the newest by more than a quarter of retention (its data must still be in memory); and when
+//! the input ends (`replay`) or all of it has been quiet for `idle_timeout` (`run`), every
+//! server is evaluated up to the newest event time. SQL rules read every server, so they follow
+//! the slowest server's watermark. Transitions carry ids derived from rule, instance, time and
+//! state, so `run` and `replay` of the same input give the same records with the same ids.
 
 pub mod sinks;
 
@@ -23,7 +26,7 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
 
-use crate::config::{Direction, Measure, RuleConfig, RuleSource, Scope};
+use crate::config::{Direction, EngineConfig, Measure, RuleConfig, RuleSource, Scope};
 use crate::sql;
 use crate::state::alert_log::AlertRecord;
 use crate::state::latency::{us_to_ms, MergedCounts};
@@ -54,6 +57,8 @@ pub struct Need {
     pub since: Option<i64>,
     /// The full snapshot (the `events` table included) for SQL rules.
     pub full: bool,
+    /// The latency minutes, for `rtt_p99` and `setup_p99` rules.
+    pub latency: bool,
 }
 
 /// Cost of one rule's evaluations so far.
@@ -86,7 +91,10 @@ enum Phase {
 #[derive(Debug)]
 struct Rule {
     cfg: RuleConfig,
+    /// SQL rules: the next evaluation time.
     next_tick: Option<i64>,
+    /// Built-in measures: the next evaluation time per server.
+    next_by_server: BTreeMap<Arc<str>, i64>,
     instances: BTreeMap<String, (Option<String>, Phase)>,
     stats: RuleStats,
     sql_error_logged: bool,
@@ -96,9 +104,41 @@ struct Rule {
 pub struct Evaluator {
     rules: Vec<Rule>,
     lateness_ms: i64,
-    through: Option<i64>,
+    /// A server is never evaluated further than this behind the newest server (a quarter of
+    /// retention), so its evaluations always read data still in memory.
+    max_lag_ms: i64,
     p99_cache: HashMap<(Arc<str>, usize, i64, i64), Option<f64>>,
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// A server's event-time clock, from the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerClock {
+    /// Server id.
+    pub name: Arc<str>,
+    /// Its first accepted event, epoch ms.
+    pub first: i64,
+    /// Its newest accepted event, epoch ms.
+    pub newest: i64,
+}
+
+/// How far each server's data is final: `(first event, evaluable through)` per server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Clocks {
+    through: BTreeMap<Arc<str>, (i64, i64)>,
+}
+
+impl Clocks {
+    /// SQL rules see every server: they are evaluated up to the slowest server's watermark.
+    fn sql_through(&self) -> Option<i64> {
+        self.through.values().map(|c| c.1).min()
+    }
+}
+
+/// The first evaluation time of a rule for data starting at `first`: the next multiple of
+/// `every` after it.
+fn first_tick(first: i64, every: i64) -> i64 {
+    first.div_euclid(every) * every + every
 }
 
 /// Ticks of one round can reach back this far (the longest window, plus a second).
@@ -112,7 +152,9 @@ fn lookback(rule: &RuleConfig) -> i64 {
 impl Evaluator {
     /// An evaluator for `rules`; SQL rules are planned once against empty tables so a mistake
     /// is reported at start, not at the first tick. Blocks: call it off async workers.
-    pub fn new(rules: &[RuleConfig], lateness_ms: i64) -> Result<Evaluator, RuleError> {
+    pub fn new(rules: &[RuleConfig], engine: &EngineConfig) -> Result<Evaluator, RuleError> {
+        let lateness_ms = engine.allowed_lateness_ms;
+        let max_lag_ms = engine.retention_ms / 4;
         let has_sql = rules.iter().any(|r| matches!(r.source, RuleSource::Sql(_)));
         let runtime = if has_sql {
             Some(
@@ -155,12 +197,13 @@ impl Evaluator {
                     },
                     cfg: cfg.clone(),
                     next_tick: None,
+                    next_by_server: BTreeMap::new(),
                     instances: BTreeMap::new(),
                     sql_error_logged: false,
                 })
                 .collect(),
             lateness_ms,
-            through: None,
+            max_lag_ms,
             p99_cache: HashMap::new(),
             runtime,
         })
@@ -171,115 +214,181 @@ impl Evaluator {
         self.rules.is_empty()
     }
 
-    /// The evaluation watermark for an engine whose newest event time is `now`: `now` minus
-    /// the lateness window, or `now` itself once the input has ended or gone quiet.
-    pub fn watermark(&self, now: Option<i64>, input_quiet: bool) -> Option<i64> {
-        now.map(|n| if input_quiet { n } else { n - self.lateness_ms })
+    /// The evaluation watermarks: how far each server's data is final. A server is evaluated
+    /// up to its own newest event minus the lateness window; `quiet` servers (whose input has
+    /// ended, or has been idle for `idle_timeout`) up to the newest event time on any server,
+    /// minus the lateness window unless the whole input is quiet.
+    pub fn clocks(
+        &self,
+        servers: &[ServerClock],
+        quiet: impl Fn(&str) -> bool,
+        all_quiet: bool,
+    ) -> Clocks {
+        let newest = servers.iter().map(|s| s.newest).max();
+        let global = newest.map(|n| if all_quiet { n } else { n - self.lateness_ms });
+        let through = servers
+            .iter()
+            .map(|s| {
+                let own = s.newest - self.lateness_ms;
+                let t = match global {
+                    Some(g) if all_quiet || quiet(&s.name) => own.max(g),
+                    Some(g) => own.max(g - self.max_lag_ms),
+                    None => own,
+                };
+                (s.name.clone(), (s.first, t))
+            })
+            .collect();
+        Clocks { through }
     }
 
-    /// What a round up to `through` needs, or `None` when no tick is due.
-    pub fn due(&self, through: Option<i64>) -> Option<Need> {
-        let through = through?;
-        if self.rules.is_empty() || self.through.is_some_and(|t| through <= t) {
+    /// What a round up to `clocks` needs, or `None` when nothing is due.
+    pub fn due(&self, clocks: &Clocks) -> Option<Need> {
+        if self.rules.is_empty() || clocks.through.is_empty() {
             return None;
         }
         let mut need: Option<Need> = None;
-        for r in &self.rules {
-            let since = match r.next_tick {
-                Some(t) if t > through => continue,
-                Some(t) => Some(t - lookback(&r.cfg)),
-                None => None,
-            };
-            let full = matches!(r.cfg.source, RuleSource::Sql(_));
+        let mut add = |since: Option<i64>, full: bool, latency: bool| {
             need = Some(match need {
-                None => Need { since, full },
+                None => Need {
+                    since,
+                    full,
+                    latency,
+                },
                 Some(n) => Need {
                     since: match (n.since, since) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         _ => None,
                     },
                     full: n.full || full,
+                    latency: n.latency || latency,
                 },
             });
+        };
+        for r in &self.rules {
+            match &r.cfg.source {
+                RuleSource::Sql(_) => {
+                    let through = clocks.sql_through();
+                    match r.next_tick {
+                        Some(t) if through.is_none_or(|th| t > th) => {}
+                        _ if through.is_none() => {}
+                        _ => add(None, true, true),
+                    }
+                }
+                RuleSource::Measure { measure, .. } => {
+                    let latency = matches!(measure, Measure::RttP99 | Measure::SetupP99);
+                    for (name, (first, through)) in &clocks.through {
+                        let next = r
+                            .next_by_server
+                            .get(name)
+                            .copied()
+                            .unwrap_or_else(|| first_tick(*first, r.cfg.every_ms));
+                        if next <= *through {
+                            add(Some(next - lookback(&r.cfg)), false, latency);
+                        }
+                    }
+                }
+            }
         }
         need
     }
 
-    /// Evaluates every due tick up to and including `through` against `snap` (taken as
-    /// [`Evaluator::due`] asked), in time order; returns the transitions and repeats.
-    pub fn advance(&mut self, snap: &Snapshot, through: i64) -> Vec<Emission> {
-        if self.through.is_some_and(|t| through <= t) {
-            return Vec::new();
-        }
-        self.through = Some(through);
-        let Some(first_event) = snap.servers.iter().filter_map(|s| s.first_ts).min() else {
+    /// Evaluates every due tick against `snap` (taken as [`Evaluator::due`] asked), each server
+    /// up to its watermark in `clocks`; returns the transitions and repeats in time order.
+    pub fn advance(&mut self, snap: &Snapshot, clocks: &Clocks) -> Vec<Emission> {
+        let Some(max_through) = clocks.through.values().map(|c| c.1).max() else {
             return Vec::new();
         };
-        // Ticks start just before the first event could have happened (an input not seen yet
-        // is at most `allowed_lateness` behind), so run and replay start on the same tick.
-        let start = first_event - self.lateness_ms;
-        let first_tick = |every: i64| start.div_euclid(every) * every + every;
         let round_from = self
             .rules
             .iter()
             .filter(|r| matches!(r.cfg.source, RuleSource::Measure { .. }))
-            .map(|r| r.next_tick.unwrap_or_else(|| first_tick(r.cfg.every_ms)) - lookback(&r.cfg))
+            .flat_map(|r| {
+                clocks.through.iter().map(move |(name, (first, _))| {
+                    r.next_by_server
+                        .get(name)
+                        .copied()
+                        .unwrap_or_else(|| first_tick(*first, r.cfg.every_ms))
+                        - lookback(&r.cfg)
+                })
+            })
             .min()
-            .unwrap_or(through);
-        let mut per_rule: Vec<Vec<(i64, usize, Emission)>> = Vec::new();
+            .unwrap_or(max_through);
+        let mut all: Vec<(i64, usize, Emission)> = Vec::new();
         let mut timelines: Option<Timelines> = None;
         for (ri, rule) in self.rules.iter_mut().enumerate() {
             let every = rule.cfg.every_ms;
-            let mut tick = *rule.next_tick.get_or_insert_with(|| first_tick(every));
-            let mut out = Vec::new();
-            while tick <= through {
-                let t0 = Instant::now();
-                let values = match &rule.cfg.source {
-                    RuleSource::Measure { measure, window_ms } => {
-                        let tl = timelines
-                            .get_or_insert_with(|| Timelines::new(snap, round_from, through));
-                        server_values(
-                            snap,
-                            tl,
-                            &rule.cfg.scope,
-                            *measure,
-                            *window_ms,
-                            tick,
-                            &mut self.p99_cache,
-                        )
+            match rule.cfg.source.clone() {
+                RuleSource::Measure { measure, window_ms } => {
+                    let scope = rule.cfg.scope.clone();
+                    for s in snap.servers.iter().filter(|s| in_scope(&scope, s)) {
+                        let Some(&(first, through)) = clocks.through.get(&s.name) else {
+                            continue;
+                        };
+                        let mut tick = *rule
+                            .next_by_server
+                            .entry(s.name.clone())
+                            .or_insert_with(|| first_tick(first, every));
+                        while tick <= through {
+                            let t0 = Instant::now();
+                            let tl = timelines.get_or_insert_with(|| {
+                                Timelines::new(snap, round_from, max_through)
+                            });
+                            let value =
+                                server_value(s, tl, measure, window_ms, tick, &mut self.p99_cache);
+                            let obs = Obs {
+                                server: Some(s.name.to_string()),
+                                value,
+                                present: true,
+                            };
+                            let values = Values::from([(s.name.to_string(), obs)]);
+                            for e in step(rule, tick, values, false) {
+                                all.push((tick, ri, e));
+                            }
+                            rule.stats.evaluations += 1;
+                            rule.stats.seconds += t0.elapsed().as_secs_f64();
+                            tick += every;
+                        }
+                        rule.next_by_server.insert(s.name.clone(), tick);
                     }
-                    RuleSource::Sql(q) => {
+                }
+                RuleSource::Sql(q) => {
+                    let Some(through) = clocks.sql_through() else {
+                        continue;
+                    };
+                    let first = clocks.through.values().map(|c| c.0).min().expect("servers");
+                    let mut tick = *rule
+                        .next_tick
+                        .get_or_insert_with(|| first_tick(first, every));
+                    while tick <= through {
+                        let t0 = Instant::now();
                         let rt = self.runtime.as_ref().expect("built for SQL rules");
-                        match sql_values(rt, snap, q, tick) {
-                            Ok(v) => v,
+                        match sql_values(rt, snap, &q, tick) {
+                            Ok(values) => {
+                                for e in step(rule, tick, values, true) {
+                                    all.push((tick, ri, e));
+                                }
+                            }
                             Err(e) => {
                                 rule.stats.errors += 1;
                                 if !rule.sql_error_logged {
                                     tracing::error!(rule = %rule.cfg.name, error = %e, "Alert rule query failed; its instances keep their state until it succeeds.");
                                     rule.sql_error_logged = true;
                                 }
-                                rule.stats.evaluations += 1;
-                                tick += every;
-                                continue;
                             }
                         }
+                        rule.stats.evaluations += 1;
+                        rule.stats.seconds += t0.elapsed().as_secs_f64();
+                        tick += every;
                     }
-                };
-                for e in step(rule, tick, values) {
-                    out.push((tick, ri, e));
+                    rule.next_tick = Some(tick);
                 }
-                rule.stats.evaluations += 1;
-                rule.stats.seconds += t0.elapsed().as_secs_f64();
-                tick += every;
             }
-            rule.next_tick = Some(tick);
-            per_rule.push(out);
         }
-        // Rules tick on their own intervals: interleave their records in time order (rule
-        // order, then instance order, within a tick).
-        let mut all: Vec<(i64, usize, Emission)> = per_rule.into_iter().flatten().collect();
-        all.sort_by_key(|(t, ri, _)| (*t, *ri));
-        let oldest = through
+        // Records in time order; within a time, rule order, then instance order.
+        all.sort_by(|(t1, r1, e1), (t2, r2, e2)| {
+            (t1, r1, &e1.record.key).cmp(&(t2, r2, &e2.record.key))
+        });
+        let oldest = round_from
             - self
                 .rules
                 .iter()
@@ -309,21 +418,34 @@ impl Drop for Evaluator {
 /// The snapshot a round needs (taken under the caller's lock: a copy, no evaluation).
 pub fn snapshot_for(engine: &Engine, need: Need) -> Snapshot {
     if need.full {
-        engine.snapshot_since(None, true)
+        engine.snapshot_since(None, true, true)
     } else {
-        engine.snapshot_since(need.since, false)
+        engine.snapshot_since(need.since, false, need.latency)
     }
+}
+
+/// The engine's per-server clocks.
+pub fn server_clocks(engine: &Engine) -> Vec<ServerClock> {
+    engine
+        .server_clocks()
+        .into_iter()
+        .map(|(name, first, newest)| ServerClock {
+            name,
+            first,
+            newest,
+        })
+        .collect()
 }
 
 /// One round against an engine owned by the caller (`replay`): evaluates what is due and
 /// records the transitions in the engine. Returns everything for the sinks.
 pub fn evaluate_owned(engine: &mut Engine, ev: &mut Evaluator, input_ended: bool) -> Vec<Emission> {
-    let through = ev.watermark(engine.now_ms(), input_ended);
-    let Some(need) = ev.due(through) else {
+    let clocks = ev.clocks(&server_clocks(engine), |_| false, input_ended);
+    let Some(need) = ev.due(&clocks) else {
         return Vec::new();
     };
     let snap = snapshot_for(engine, need);
-    let out = ev.advance(&snap, through.expect("due only with a watermark"));
+    let out = ev.advance(&snap, &clocks);
     engine.record_alerts(&table_records(&out));
     out
 }
@@ -385,56 +507,43 @@ struct Obs {
 
 type Values = BTreeMap<String, Obs>;
 
-/// A built-in measure for every in-scope server that has data before `tick`.
-fn server_values(
-    snap: &Snapshot,
+/// A built-in measure of one server at `tick` (no value before the server's first event).
+fn server_value(
+    s: &ServerSnapshot,
     tl: &Timelines,
-    scope: &Scope,
     measure: Measure,
     window: i64,
     tick: i64,
     cache: &mut HashMap<(Arc<str>, usize, i64, i64), Option<f64>>,
-) -> Values {
-    let mut out = Values::new();
-    for s in snap.servers.iter().filter(|s| in_scope(scope, s)) {
-        if s.first_ts.is_none_or(|f| f >= tick) {
-            continue;
-        }
-        let value = match measure {
-            Measure::Utilisation => tl.at(&s.name, tick - 1000).and_then(|r| {
-                let cap = r.capacity.filter(|c| *c > 0)?;
-                Some(r.sessions as f64 / cap as f64)
-            }),
-            Measure::MinutesToFull => {
-                // No projection until the server has a whole window of history: its first
-                // minutes would otherwise read as a ramp from zero.
-                let now = tl.at(&s.name, tick - 1000);
-                let then = tl.at(&s.name, tick - window - 1000).map(|r| r.sessions);
-                now.zip(then).and_then(|(r, then)| {
-                    let cap = r.capacity.filter(|c| *c > 0)? as f64;
-                    let rate = (r.sessions as f64 - then as f64) / (window as f64 / 60_000.0);
-                    (rate > 0.0).then(|| ((cap - r.sessions as f64).max(0.0)) / rate)
-                })
-            }
-            Measure::RejectRate => Some(per_minute(&s.rejects, tick, window)),
-            Measure::AuthFailRate => Some(per_minute(&s.auth_fails, tick, window)),
-            Measure::RttP99 | Measure::SetupP99 => {
-                let metric = if measure == Measure::RttP99 { 0 } else { 1 };
-                *cache
-                    .entry((s.name.clone(), metric, tick - window, window))
-                    .or_insert_with(|| p99(&s.latency[metric], tick - window, tick))
-            }
-        };
-        out.insert(
-            s.name.to_string(),
-            Obs {
-                server: Some(s.name.to_string()),
-                value,
-                present: true,
-            },
-        );
+) -> Option<f64> {
+    if s.first_ts.is_none_or(|f| f >= tick) {
+        return None;
     }
-    out
+    match measure {
+        Measure::Utilisation => tl.at(&s.name, tick - 1000).and_then(|r| {
+            let cap = r.capacity.filter(|c| *c > 0)?;
+            Some(r.sessions as f64 / cap as f64)
+        }),
+        Measure::MinutesToFull => {
+            // No projection until the server has a whole window of history: its first
+            // minutes would otherwise read as a ramp from zero.
+            let now = tl.at(&s.name, tick - 1000);
+            let then = tl.at(&s.name, tick - window - 1000).map(|r| r.sessions);
+            now.zip(then).and_then(|(r, then)| {
+                let cap = r.capacity.filter(|c| *c > 0)? as f64;
+                let rate = (r.sessions as f64 - then as f64) / (window as f64 / 60_000.0);
+                (rate > 0.0).then(|| ((cap - r.sessions as f64).max(0.0)) / rate)
+            })
+        }
+        Measure::RejectRate => Some(per_minute(&s.rejects, tick, window)),
+        Measure::AuthFailRate => Some(per_minute(&s.auth_fails, tick, window)),
+        Measure::RttP99 | Measure::SetupP99 => {
+            let metric = if measure == Measure::RttP99 { 0 } else { 1 };
+            *cache
+                .entry((s.name.clone(), metric, tick - window, window))
+                .or_insert_with(|| p99(&s.latency[metric], tick - window, tick))
+        }
+    }
 }
 
 /// Events per minute in `[tick - window, tick)` from per-second counts.
@@ -531,11 +640,12 @@ fn sql_values(
 }
 
 /// One tick of one rule: moves each instance through pending, firing and resolved.
-fn step(rule: &mut Rule, tick: i64, mut values: Values) -> Vec<Emission> {
+fn step(rule: &mut Rule, tick: i64, mut values: Values, complete: bool) -> Vec<Emission> {
     let cfg = &rule.cfg;
     let mut out = Vec::new();
-    // Instances seen before but absent now have no data: they are not bad and are clear.
-    for (k, (server, _)) in &rule.instances {
+    // When `values` is the whole answer (SQL rules), instances seen before but absent now have
+    // no data: they are not bad and are clear.
+    for (k, (server, _)) in rule.instances.iter().filter(|_| complete) {
         values.entry(k.clone()).or_insert_with(|| Obs {
             server: server.clone(),
             value: None,
@@ -678,8 +788,10 @@ pub struct LiveAlerts {
     sinks: sinks::Sinks,
     idle_timeout: std::time::Duration,
     last_round: Option<Instant>,
-    seen_now: Option<i64>,
-    now_changed: Instant,
+    /// Per server: its newest event time and when that last changed (wall clock).
+    seen: HashMap<Arc<str>, (i64, Instant)>,
+    /// When any server's newest event time last changed.
+    last_change: Instant,
 }
 
 impl LiveAlerts {
@@ -690,8 +802,8 @@ impl LiveAlerts {
             sinks,
             idle_timeout: std::time::Duration::from_millis(idle_timeout_ms.max(0) as u64),
             last_round: None,
-            seen_now: None,
-            now_changed: Instant::now(),
+            seen: HashMap::new(),
+            last_change: Instant::now(),
         }
     }
 
@@ -701,35 +813,41 @@ impl LiveAlerts {
         if self.evaluator.is_empty() {
             return;
         }
-        let now = engine.lock().expect("engine lock").now_ms();
-        if now != self.seen_now {
-            self.seen_now = now;
-            self.now_changed = Instant::now();
+        let servers = server_clocks(&engine.lock().expect("engine lock"));
+        let now = Instant::now();
+        let mut changed = false;
+        for s in &servers {
+            let seen = self.seen.entry(s.name.clone()).or_insert((s.newest, now));
+            if seen.0 != s.newest {
+                *seen = (s.newest, now);
+                changed = true;
+            }
         }
-        let quiet = self.now_changed.elapsed() >= self.idle_timeout;
-        if !quiet
+        if changed {
+            self.last_change = now;
+        }
+        let all_quiet = self.last_change.elapsed() >= self.idle_timeout;
+        if !all_quiet
             && self
                 .last_round
                 .is_some_and(|t| t.elapsed() < LIVE_ROUND_GAP)
         {
             return;
         }
-        let through = self.evaluator.watermark(now, quiet);
-        let Some(need) = self.evaluator.due(through) else {
+        let idle = self.idle_timeout;
+        let seen = &self.seen;
+        let clocks = self.evaluator.clocks(
+            &servers,
+            |name| seen.get(name).is_some_and(|(_, at)| at.elapsed() >= idle),
+            all_quiet,
+        );
+        let Some(need) = self.evaluator.due(&clocks) else {
             return;
         };
         self.last_round = Some(Instant::now());
         let snap = snapshot_for(&engine.lock().expect("engine lock"), need);
-        let out = self
-            .evaluator
-            .advance(&snap, through.expect("due only with a watermark"));
-        tracing::debug!(
-            ?through,
-            ?need,
-            servers = snap.servers.len(),
-            transitions = out.len(),
-            "Alert round."
-        );
+        let out = self.evaluator.advance(&snap, &clocks);
+        tracing::debug!(?need, transitions = out.len(), "Alert round.");
         if !out.is_empty() {
             engine
                 .lock()
@@ -758,7 +876,7 @@ impl LiveAlerts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, EngineConfig, ServerConfig};
+    use crate::config::{Config, ServerConfig};
     use crate::ingest::{decode_chunk, Chunk};
 
     fn engine(capacity: u32, servers: &[&str]) -> Engine {
@@ -779,6 +897,13 @@ mod tests {
                 .collect(),
             ..EngineConfig::default()
         })
+    }
+
+    fn lateness_0() -> EngineConfig {
+        EngineConfig {
+            allowed_lateness_ms: 0,
+            ..EngineConfig::default()
+        }
     }
 
     fn rules(toml: &str) -> Vec<RuleConfig> {
@@ -810,7 +935,7 @@ mod tests {
         rule_toml: &str,
         events: &[(&str, i64, &str, &str)],
     ) -> Vec<(&'static str, String, i64, i64)> {
-        let mut ev = Evaluator::new(&rules(rule_toml), 0).unwrap();
+        let mut ev = Evaluator::new(&rules(rule_toml), &lateness_0()).unwrap();
         // Fed in slices so rounds happen mid-stream, as in replay and run.
         for part in events.chunks(7) {
             feed(e, part);
@@ -956,10 +1081,63 @@ mod tests {
     }
 
     #[test]
+    fn servers_read_hours_apart_give_the_same_alerts_as_interleaved() {
+        // Two servers filling at different times; one input has them interleaved in time
+        // order, the other all of gw-a first (a partition read far ahead of the other).
+        let mut a: Vec<(&'static str, i64, String, String)> = Vec::new();
+        let mut b = Vec::new();
+        for i in 0..10 {
+            a.push(("connect", 100 + i * 30, "gw-a".into(), format!("a{i}")));
+            b.push(("connect", 200 + i * 40, "gw-b".into(), format!("b{i}")));
+        }
+        for i in 0..5 {
+            a.push(("disconnect", 600 + i * 20, "gw-a".into(), format!("a{i}")));
+            b.push(("disconnect", 900 + i * 20, "gw-b".into(), format!("b{i}")));
+        }
+        a.push(("latency", 3000, "gw-a".into(), "a9".into()));
+        b.push(("latency", 3000, "gw-b".into(), "b9".into()));
+        let rule = "[[alerts.rules]]\nname = \"full\"\nmeasure = \"utilisation\"\nabove = 0.85\nclear = 0.6\nfor = \"30s\"\n[[alerts.rules]]\nname = \"n\"\nsql = \"SELECT server, count(*) AS value FROM sessions WHERE ended IS NULL GROUP BY server\"\nabove = 8\nevery = \"10s\"\n";
+        let interleaved = {
+            let mut all = a.clone();
+            all.extend(b.clone());
+            let mut e = engine(10, &["gw-a", "gw-b"]);
+            let mut got = transitions(&mut e, rule, &as_refs(&all));
+            got.sort();
+            got
+        };
+        let skewed = {
+            let mut e = engine(10, &["gw-a", "gw-b"]);
+            let mut ev = Evaluator::new(&rules(rule), &lateness_0()).unwrap();
+            // Each partition delivers a first batch, then gw-a's runs far ahead.
+            let (a, b) = (as_refs(&a), as_refs(&b));
+            for part in [&a[..1], &b[..1]]
+                .into_iter()
+                .chain(a[1..].chunks(4))
+                .chain(b[1..].chunks(4))
+            {
+                feed(&mut e, part);
+                evaluate_owned(&mut e, &mut ev, false);
+            }
+            e.flush();
+            evaluate_owned(&mut e, &mut ev, true);
+            let mut got: Vec<_> = e
+                .snapshot()
+                .alerts
+                .iter()
+                .map(|r| (r.state, r.key.clone(), r.ts / 1000, r.since / 1000))
+                .collect();
+            got.sort();
+            got
+        };
+        assert_eq!(interleaved.len(), 8, "{interleaved:?}");
+        assert_eq!(skewed, interleaved);
+    }
+
+    #[test]
     fn a_bad_sql_rule_is_refused_at_start() {
         let err = Evaluator::new(
             &rules("[[alerts.rules]]\nname = \"x\"\nsql = \"SELECT nope FROM events\"\n"),
-            0,
+            &lateness_0(),
         )
         .err()
         .unwrap()

@@ -58,7 +58,7 @@ pub fn replay_files(
     progress: bool,
 ) -> anyhow::Result<ReplayOutcome> {
     let mut engine = Engine::new(config.engine.clone());
-    let mut evaluator = Evaluator::new(&config.alerts.rules, config.engine.allowed_lateness_ms)?;
+    let mut evaluator = Evaluator::new(&config.alerts.rules, &config.engine)?;
     let mut evaluating = std::time::Duration::ZERO;
     let mut dlq = match dead_letter {
         Some(p) => Some(DeadLetterWriter::new(BufWriter::new(File::create(p).with_context(|| {
@@ -264,7 +264,7 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let a = &cfg.alerts;
     if !a.rules.is_empty() {
         // Plans SQL rules now, so a typo is found here and not at the first tick.
-        Evaluator::new(&a.rules, e.allowed_lateness_ms)?;
+        Evaluator::new(&a.rules, e)?;
         println!(
             "  alerts: topic {}, idle_timeout {}, {} webhook(s)",
             a.topic,

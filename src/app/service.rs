@@ -110,8 +110,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let engine = Arc::new(Mutex::new(Engine::new(cfg.engine.clone())));
     let evaluator = {
-        let (rules, lateness) = (cfg.alerts.rules.clone(), cfg.engine.allowed_lateness_ms);
-        tokio::task::spawn_blocking(move || Evaluator::new(&rules, lateness))
+        let (rules, engine_cfg) = (cfg.alerts.rules.clone(), cfg.engine.clone());
+        tokio::task::spawn_blocking(move || Evaluator::new(&rules, &engine_cfg))
             .await
             .context("the alert rules check did not finish")??
     };

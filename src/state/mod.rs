@@ -936,17 +936,28 @@ impl Engine {
     /// An immutable copy of everything, with buffered events applied to a copy of the open
     /// sessions so that it is current to the newest event.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot_scoped(None, true)
+        self.snapshot_scoped(None, true, true)
     }
 
     /// A snapshot for the alert evaluator: only what happened at or after `since` (sessions
-    /// still open then, rejects, minutes), and the `events` table only if asked for. Answers
-    /// about times at or after `since` are those of [`Engine::snapshot`].
-    pub fn snapshot_since(&self, since: Option<i64>, with_events: bool) -> Snapshot {
-        self.snapshot_scoped(since, with_events)
+    /// still open then, rejects, minutes), the `events` table and the latency minutes only if
+    /// asked for (summarising a busy open minute sorts its samples). Answers about times at or
+    /// after `since` are those of [`Engine::snapshot`].
+    pub fn snapshot_since(
+        &self,
+        since: Option<i64>,
+        with_events: bool,
+        with_latency: bool,
+    ) -> Snapshot {
+        self.snapshot_scoped(since, with_events, with_latency)
     }
 
-    fn snapshot_scoped(&self, since: Option<i64>, with_events: bool) -> Snapshot {
+    fn snapshot_scoped(
+        &self,
+        since: Option<i64>,
+        with_events: bool,
+        with_latency: bool,
+    ) -> Snapshot {
         let timeout = self.cfg.session_timeout_ms;
         let now = self.now_ms;
         let retention_horizon = now.map(|n| n - self.cfg.retention_ms);
@@ -1009,6 +1020,13 @@ impl Engine {
                     m.range(from..).map(|(k, v)| (*k, *v)).collect()
                 };
                 let minutes_from = since.unwrap_or(i64::MIN);
+                let minutes = |m: usize| {
+                    if with_latency {
+                        srv.latency[m].summaries_from(minutes_from)
+                    } else {
+                        Vec::new()
+                    }
+                };
                 ServerSnapshot {
                     name: srv.name.clone(),
                     site: srv.site.clone(),
@@ -1020,11 +1038,7 @@ impl Engine {
                     sessions,
                     rejects: per_second(&srv.rejects),
                     auth_fails: per_second(&srv.auth_fails),
-                    latency: [
-                        srv.latency[0].summaries_from(minutes_from),
-                        srv.latency[1].summaries_from(minutes_from),
-                        srv.latency[2].summaries_from(minutes_from),
-                    ],
+                    latency: [minutes(0), minutes(1), minutes(2)],
                 }
             })
             .collect();
@@ -1052,6 +1066,14 @@ impl Engine {
     pub fn alert_records(&self) -> Arc<[AlertRecord]> {
         self.alerts
             .records(self.now_ms.map(|n| n - self.cfg.retention_ms))
+    }
+
+    /// Per server with events: `(name, first event, newest event)`, epoch ms.
+    pub fn server_clocks(&self) -> Vec<(Arc<str>, i64, i64)> {
+        self.servers
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.first_ts?, s.max_ts?)))
+            .collect()
     }
 
     /// The newest event time seen, epoch ms.
