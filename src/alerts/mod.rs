@@ -1134,6 +1134,33 @@ mod tests {
     }
 
     #[test]
+    fn a_firing_alert_is_repeated_only_with_repeat_interval() {
+        let mut evs = connects("gw", 0, 10, "a");
+        evs.push(("latency", 100, "gw".into(), "a1".into()));
+        let base = "[[alerts.rules]]\nname = \"full\"\nmeasure = \"utilisation\"\nabove = 0.9\n";
+        let run = |rule: &str| {
+            let mut e = engine(10, &["gw"]);
+            let mut ev = Evaluator::new(&rules(rule), &lateness_0()).unwrap();
+            feed(&mut e, &as_refs(&evs));
+            e.flush();
+            let out = evaluate_owned(&mut e, &mut ev, true);
+            let sent: Vec<(i64, bool)> =
+                out.iter().map(|x| (x.record.ts / 1000, x.repeat)).collect();
+            let ids: Vec<String> = out.iter().map(|x| x.record.id.clone()).collect();
+            (sent, ids, e.snapshot().alerts.len())
+        };
+        let (sent, _, rows) = run(base);
+        assert_eq!((sent, rows), (vec![(10, false)], 1));
+        let (sent, ids, rows) = run(&format!("{base}repeat_interval = \"30s\"\n"));
+        assert_eq!(sent, vec![(10, false), (40, true), (70, true), (100, true)]);
+        assert!(
+            ids.iter().all(|i| *i == ids[0]),
+            "repeats carry the firing id"
+        );
+        assert_eq!(rows, 1, "repeats are not new rows of the alerts table");
+    }
+
+    #[test]
     fn a_bad_sql_rule_is_refused_at_start() {
         let err = Evaluator::new(
             &rules("[[alerts.rules]]\nname = \"x\"\nsql = \"SELECT nope FROM events\"\n"),

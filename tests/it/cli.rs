@@ -296,3 +296,77 @@ fn simulate_is_deterministic() {
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }
+
+#[test]
+fn replay_backtests_rules_with_capacity_what_ifs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[alerts.rules]]\nname = \"busy\"\nmeasure = \"utilisation\"\nabove = 0.5\n",
+    )
+    .unwrap();
+    let input = format!("{GOOD}\n{GOOD2}\n");
+    let sql = "SELECT rule, key, state, value, threshold FROM alerts";
+    // One session on one seat (what-if) is 100 % from the second after the connect.
+    let o = gatewatch(
+        &[
+            "replay",
+            "-",
+            "--config",
+            rules.to_str().unwrap(),
+            "--capacity",
+            "gw-01=1",
+            "--format",
+            "csv",
+            "--sql",
+            sql,
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "rule,key,state,value,threshold\nbusy,gw-01,firing,1.0,0.5\n"
+    );
+    // Without a capacity there is no utilisation, so nothing fires.
+    let o = gatewatch(
+        &[
+            "replay",
+            "-",
+            "--config",
+            rules.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--sql",
+            sql,
+        ],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(stdout(&o), "rule,key,state,value,threshold\n");
+
+    let o = gatewatch(
+        &["replay", "-", "--capacity", "gw-01", "--sql", "SELECT 1"],
+        Some(input.as_bytes()),
+    );
+    assert_clear_error(&o, "--capacity \"gw-01\" is not SERVER=N");
+    std::fs::write(
+        &rules,
+        "[[alerts.rules]]\nname = \"q\"\nsql = \"SELECT nope FROM servers\"\n",
+    )
+    .unwrap();
+    let o = gatewatch(&["check-config", rules.to_str().unwrap()], None);
+    assert_clear_error(&o, "alert rule \"q\"");
+    let o = gatewatch(
+        &[
+            "replay",
+            "-",
+            "--config",
+            rules.to_str().unwrap(),
+            "--sql",
+            "SELECT 1",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert_clear_error(&o, "fix the rule's sql");
+}
