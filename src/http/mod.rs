@@ -7,6 +7,8 @@
 //! Routes: `GET /` (a small live page; the full dashboard is future work), `POST /api/sql` (SQL in the body, or `{"sql": "..."}` with a JSON content type),
 //! `GET /api/servers`, `GET /api/alerts`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
+mod process;
+
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -394,6 +396,30 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
     if let Some(live) = &state.alerts {
         alert_metrics(&mut out, &state.engine, live);
     }
+    let late = counters
+        .rejected
+        .get(&crate::event::Reason::Late)
+        .copied()
+        .unwrap_or(0);
+    family(
+        &mut out,
+        "gatewatch_late_events_total",
+        "counter",
+        "Events rejected because they arrived later than allowed_lateness behind their server's newest event.",
+    );
+    let _ = writeln!(out, "gatewatch_late_events_total {late}");
+    let engine = state.engine.clone();
+    if let Ok((snap, hists)) = tokio::task::spawn_blocking(move || {
+        let e = engine.lock().expect("engine lock");
+        // Open sessions and current capacities only: no events, no latency minutes.
+        let snap = e.snapshot_since(e.now_ms(), false, false);
+        (snap, e.latency_histograms())
+    })
+    .await
+    {
+        server_metrics(&mut out, &snap, &hists);
+    }
+    process::write(&mut out);
     (
         [(
             header::CONTENT_TYPE,
@@ -402,6 +428,114 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
         out,
     )
         .into_response()
+}
+
+fn server_metrics(
+    out: &mut String,
+    snap: &Snapshot,
+    hists: &[(Arc<str>, [crate::state::latency::PromHistogram; 2])],
+) {
+    family(
+        out,
+        "gatewatch_server_active_sessions",
+        "gauge",
+        "Sessions open now on each server (as `active` in the servers table).",
+    );
+    let active: Vec<(String, usize)> = snap
+        .servers
+        .iter()
+        .map(|s| {
+            (
+                label(&s.name),
+                s.sessions.iter().filter(|r| r.ended.is_none()).count(),
+            )
+        })
+        .collect();
+    for (server, n) in &active {
+        let _ = writeln!(
+            out,
+            "gatewatch_server_active_sessions{{server=\"{server}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "gatewatch_server_capacity_sessions",
+        "gauge",
+        "Capacity in force on each server (servers with a known capacity).",
+    );
+    for s in &snap.servers {
+        if let Some(c) = s.capacity() {
+            let _ = writeln!(
+                out,
+                "gatewatch_server_capacity_sessions{{server=\"{}\"}} {c}",
+                label(&s.name)
+            );
+        }
+    }
+    family(
+        out,
+        "gatewatch_server_utilisation_ratio",
+        "gauge",
+        "Open sessions / capacity on each server (servers with a known capacity).",
+    );
+    for (s, (server, n)) in snap.servers.iter().zip(&active) {
+        if let Some(c) = s.capacity().filter(|c| *c > 0) {
+            let _ = writeln!(
+                out,
+                "gatewatch_server_utilisation_ratio{{server=\"{server}\"}} {}",
+                *n as f64 / c as f64
+            );
+        }
+    }
+    family(
+        out,
+        "gatewatch_server_state",
+        "gauge",
+        "1 for each server's current state (up, draining, down), 0 for the others.",
+    );
+    for s in &snap.servers {
+        let current = s.state.map(|st| st.as_str()).or(s.first_ts.map(|_| "up"));
+        for st in ["up", "draining", "down"] {
+            let _ = writeln!(
+                out,
+                "gatewatch_server_state{{server=\"{}\",state=\"{st}\"}} {}",
+                label(&s.name),
+                u8::from(current == Some(st))
+            );
+        }
+    }
+    for (i, (name, help)) in [
+        (
+            "gatewatch_rtt_seconds",
+            "Round-trip time samples (latency events), since start.",
+        ),
+        (
+            "gatewatch_setup_seconds",
+            "Tunnel setup time of connects, since start.",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        family(out, name, "histogram", help);
+        for (server, h) in hists {
+            let h = &h[i];
+            let server = label(server);
+            let mut cumulative = 0;
+            for (b, n) in crate::state::latency::PROM_BUCKETS_S.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{server=\"{server}\",le=\"{b}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{server=\"{server}\",le=\"+Inf\"}} {}\n{name}_sum{{server=\"{server}\"}} {}\n{name}_count{{server=\"{server}\"}} {}",
+                h.count, h.sum_s, h.count
+            );
+        }
+    }
 }
 
 /// Escapes a Prometheus label value.
@@ -441,6 +575,27 @@ fn alert_metrics(out: &mut String, engine: &Mutex<Engine>, live: &Mutex<LiveAler
             "gatewatch_alerts_firing{{rule=\"{}\"}} {n}",
             label(&s.rule)
         );
+    }
+    family(
+        out,
+        "gatewatch_alert_firing",
+        "gauge",
+        "1 for each alert instance firing now (rule, key, severity).",
+    );
+    let mut severity = std::collections::BTreeMap::new();
+    for r in alerts.iter() {
+        severity.insert((r.rule.as_str(), r.key.as_str()), r.severity.as_str());
+    }
+    for ((rule, key), st) in &latest {
+        if *st == "firing" {
+            let _ = writeln!(
+                out,
+                "gatewatch_alert_firing{{rule=\"{}\",key=\"{}\",severity=\"{}\"}} 1",
+                label(rule),
+                label(key),
+                label(severity[&(*rule, *key)])
+            );
+        }
     }
     family(
         out,

@@ -274,6 +274,34 @@ fn encode_sorted(sorted: &[u64]) -> Vec<u8> {
     out
 }
 
+/// Upper bounds (seconds) of the cumulative latency histograms exported to Prometheus.
+pub const PROM_BUCKETS_S: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A Prometheus histogram since start: counts per upper bound (and +Inf), sum and count.
+/// Prometheus wants cumulative counters; the minute HdrHistograms are windowed and evicted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromHistogram {
+    /// Samples at or below each bound of [`PROM_BUCKETS_S`] (not cumulative), then above all.
+    pub buckets: [u64; 12],
+    /// Sum of the samples, seconds.
+    pub sum_s: f64,
+    /// Samples.
+    pub count: u64,
+}
+
+impl PromHistogram {
+    /// Records a sample in milliseconds.
+    pub fn observe_ms(&mut self, ms: f64) {
+        let s = ms / 1000.0;
+        let i = PROM_BUCKETS_S.partition_point(|b| *b < s);
+        self.buckets[i] += 1;
+        self.sum_s += s;
+        self.count += 1;
+    }
+}
+
 /// A closed minute: its encoding and the numbers every query wants.
 #[derive(Debug, Clone)]
 pub struct MinuteSummary {

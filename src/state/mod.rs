@@ -35,7 +35,7 @@ use crate::config::EngineConfig;
 use crate::event::{col, EventType, Reason, ServerState};
 use alert_log::{AlertLog, AlertRecord};
 use events::EventStore;
-use latency::{Metric, MinuteSeries, MinuteSummary};
+use latency::{Metric, MinuteSeries, MinuteSummary, PromHistogram};
 
 /// Counts of what the engine did with its input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -501,6 +501,8 @@ struct Server {
     rejects: BTreeMap<i64, u32>,
     auth_fails: BTreeMap<i64, u32>,
     latency: [MinuteSeries; 3],
+    /// rtt and setup since start, for Prometheus.
+    prom: [PromHistogram; 2],
 }
 
 impl Server {
@@ -522,6 +524,7 @@ impl Server {
             rejects: BTreeMap::new(),
             auth_fails: BTreeMap::new(),
             latency: Default::default(),
+            prom: Default::default(),
         }
     }
 
@@ -834,6 +837,7 @@ impl Engine {
             match kind {
                 EventType::Latency => {
                     srv.latency[0].record(ts, view.rtt_ms.value(row));
+                    srv.prom[0].observe_ms(view.rtt_ms.value(row));
                     if let Some(j) = opt_f64(&view.jitter_ms, row) {
                         srv.latency[2].record(ts, j);
                     }
@@ -841,6 +845,7 @@ impl Engine {
                 EventType::Connect => {
                     if let Some(s) = opt_f64(&view.setup_ms, row) {
                         srv.latency[1].record(ts, s);
+                        srv.prom[1].observe_ms(s);
                     }
                 }
                 EventType::Reject => {
@@ -1066,6 +1071,17 @@ impl Engine {
     pub fn alert_records(&self) -> Arc<[AlertRecord]> {
         self.alerts
             .records(self.now_ms.map(|n| n - self.cfg.retention_ms))
+    }
+
+    /// Per server: cumulative rtt and setup histograms since start (for Prometheus).
+    pub fn latency_histograms(&self) -> Vec<(Arc<str>, [PromHistogram; 2])> {
+        let mut v: Vec<_> = self
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), s.prom.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Per server with events: `(name, first event, newest event)`, epoch ms.

@@ -1,7 +1,7 @@
 //! `gatewatch run` as a user starts it: the embedded default (no Kafka installed), the HTTP API
 //! and its content types, `gatewatch query`, `check-config`, and clear errors for bad flags.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -140,9 +140,39 @@ fn embedded_default_serves_live_data_sql_and_metrics() {
         "gatewatch_kafka_messages_total",
         "gatewatch_events_total{type=\"connect\"}",
         "gatewatch_ready 1",
+        "gatewatch_server_active_sessions{server=\"gw-01\"}",
+        "gatewatch_server_capacity_sessions{server=\"gw-01\"} 100",
+        "gatewatch_server_state{server=\"gw-01\",state=\"up\"} 1",
+        "gatewatch_rtt_seconds_bucket{server=\"gw-01\",le=\"+Inf\"}",
+        "gatewatch_setup_seconds_count{server=\"gw-01\"}",
+        "gatewatch_alert_rule_evaluations_total{rule=\"gateway-near-full\"}",
+        "gatewatch_late_events_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Prometheus's own linter accepts the exposition (names, types, units, HELP).
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 
     // SIGTERM stops it cleanly.
     let pid = running.0.id().to_string();
