@@ -4,7 +4,9 @@
 //! Prometheus text of `/metrics`. Must not touch: engine internals; it takes a snapshot under
 //! the engine lock (a copy) and queries that, so a slow query never holds up ingest.
 //!
-//! Routes: `GET /` (a small live page; the full dashboard is future work), `POST /api/sql` (SQL in the body, or `{"sql": "..."}` with a JSON content type),
+//! Routes: `GET /` (the live dashboard, assets embedded), `POST /api/sql` (SQL in the body, or
+//! `{"sql": "..."}` with a JSON content type), `GET /api/live` and `/api/stream` (server-sent
+//! events) for the dashboard, `GET /api/queries`, `GET /assets/*`,
 //! `GET /api/servers`, `GET /api/alerts`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 mod process;
@@ -46,6 +48,22 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
+    /// What the live views need (servers since the start of the day, latency minutes; no
+    /// events), taken under the lock off the async workers: the `servers` table from it equals
+    /// the one from a full snapshot.
+    async fn live_snapshot(self: &Arc<Self>) -> Result<Arc<Snapshot>, ApiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let e = me.engine.lock().expect("engine lock");
+            let since = e
+                .now_ms()
+                .map(|n| (n - n.rem_euclid(86_400_000)).min(n - n.rem_euclid(60_000) - 5 * 60_000));
+            Arc::new(e.snapshot_since(since, false, true))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("snapshot failed: {e}")))
+    }
+
     /// An immutable copy of the state, taken under the lock (off the async workers).
     async fn snapshot(self: &Arc<Self>) -> Result<Arc<Snapshot>, ApiError> {
         let me = self.clone();
@@ -64,6 +82,10 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/api/sql", post(sql_handler))
         .route("/api/servers", get(servers_handler))
         .route("/api/alerts", get(alerts_handler))
+        .route("/api/live", get(live_handler))
+        .route("/api/stream", get(stream_handler))
+        .route("/api/queries", get(queries_handler))
+        .route("/assets/{file}", get(asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -203,12 +225,153 @@ async fn servers_handler(
     State(state): State<Arc<ServiceState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.snapshot().await?;
+    let snapshot = state.live_snapshot().await?;
     let result = sql::query_snapshot(snapshot, "SELECT * FROM servers ORDER BY server").await?;
     encode(&result, wants(&headers))
 }
 
-/// The live page: servers against capacity, refreshed every second, and an SQL box.
+/// The embedded `queries/*.sql`, for the dashboard's SQL box.
+const QUERIES: [(&str, &str); 9] = [
+    (
+        "peak_vs_capacity",
+        include_str!("../../queries/peak_vs_capacity.sql"),
+    ),
+    (
+        "minutes_above_90pct",
+        include_str!("../../queries/minutes_above_90pct.sql"),
+    ),
+    ("login_storm", include_str!("../../queries/login_storm.sql")),
+    (
+        "setup_p50_p99_5min",
+        include_str!("../../queries/setup_p50_p99_5min.sql"),
+    ),
+    (
+        "load_imbalance",
+        include_str!("../../queries/load_imbalance.sql"),
+    ),
+    ("who_was_on", include_str!("../../queries/who_was_on.sql")),
+    (
+        "server_down_sessions",
+        include_str!("../../queries/server_down_sessions.sql"),
+    ),
+    (
+        "softphone_quality",
+        include_str!("../../queries/softphone_quality.sql"),
+    ),
+    (
+        "auth_failures_by_reason",
+        include_str!("../../queries/auth_failures_by_reason.sql"),
+    ),
+];
+
+async fn queries_handler() -> Response {
+    let list: Vec<serde_json::Value> = QUERIES
+        .iter()
+        .map(|(name, sql)| serde_json::json!({ "name": name, "sql": sql }))
+        .collect();
+    json_response(&serde_json::Value::Array(list))
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string() + "\n",
+    )
+        .into_response()
+}
+
+/// Everything the dashboard shows live, in one object: the `servers` rows, ingest health and
+/// the alerts firing now.
+async fn live_view(state: &Arc<ServiceState>) -> Result<serde_json::Value, ApiError> {
+    let snap = state.live_snapshot().await?;
+    let result = sql::query_snapshot(snap.clone(), "SELECT * FROM servers ORDER BY server").await?;
+    let mut rows = Vec::new();
+    write_result(&result, Format::Json, &mut rows)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let servers: serde_json::Value =
+        serde_json::from_slice(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut latest = std::collections::BTreeMap::new();
+    for r in snap.alerts.iter() {
+        latest.insert((&r.rule, &r.key), r);
+    }
+    let firing: Vec<serde_json::Value> = latest
+        .values()
+        .filter(|r| r.state == "firing")
+        .map(|r| record_json(r))
+        .collect();
+    let k = &state.kafka;
+    let lag: i64 = k.lag.lock().expect("not poisoned").values().sum();
+    Ok(serde_json::json!({
+        "now": snap.now_ms.map(crate::event::format_rfc3339_ms),
+        "now_ms": snap.now_ms,
+        "servers": servers,
+        "ingest": {
+            "accepted": snap.counters.accepted,
+            "rejected": snap.counters.rejected_total(),
+            "messages": k.messages.load(Ordering::Relaxed),
+            "dead_lettered": k.dead_lettered.load(Ordering::Relaxed),
+            "lag": lag,
+            "ready": k.ready(),
+        },
+        "alerts": firing,
+    }))
+}
+
+/// `GET /api/live`: the dashboard's live object, once.
+async fn live_handler(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {
+    Ok(json_response(&live_view(&state).await?))
+}
+
+/// `GET /api/stream`: the live object as server-sent events, once a second.
+async fn stream_handler(
+    State(state): State<Arc<ServiceState>>,
+) -> axum::response::sse::Sse<
+    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    let stream =
+        futures::stream::unfold((state, ticks, 0u64), |(state, mut ticks, seq)| async move {
+            ticks.tick().await;
+            let event = match live_view(&state).await {
+                Ok(mut v) => {
+                    v["seq"] = seq.into();
+                    Event::default().event("live").data(v.to_string())
+                }
+                Err(_) => Event::default().event("error").data("snapshot failed"),
+            };
+            Some((Ok(event), (state, ticks, seq + 1)))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn asset(path: axum::extract::Path<String>) -> Response {
+    let (ctype, body): (&str, &'static [u8]) = match path.0.as_str() {
+        "uplot.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("assets/uPlot.iife.min.js"),
+        ),
+        "uplot.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("assets/uPlot.min.css"),
+        ),
+        "uplot-license.txt" => (
+            "text/plain; charset=utf-8",
+            include_bytes!("assets/uPlot.LICENSE"),
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The live dashboard (`index.html`; charts by the vendored uPlot).
 async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

@@ -344,8 +344,19 @@ fn create_topics(cfg: &KafkaConfig, brokers: &str, topics: &[String]) {
             .iter()
             .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(replication)))
             .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        match rt.block_on(admin.create_topics(&new, &opts)) {
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
+        // Some brokers (librdkafka's in-process cluster among them) never answer CreateTopics
+        // for some requests: never let that hold up the start.
+        let created = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), admin.create_topics(&new, &opts)).await
+        });
+        let Ok(created) = created else {
+            tracing::debug!(replication, "Creating topics timed out.");
+            continue;
+        };
+        match created {
             Ok(results) => {
                 let failed: Vec<String> = results
                     .into_iter()
@@ -355,7 +366,7 @@ fn create_topics(cfg: &KafkaConfig, brokers: &str, topics: &[String]) {
                     })
                     .collect();
                 if failed.is_empty() {
-                    tracing::info!(?topics, "Created dead-letter topics.");
+                    tracing::info!(?topics, "Created dead-letter / alerts topics.");
                     return;
                 }
                 tracing::debug!(?failed, replication, "Creating dead-letter topics failed.");
@@ -363,7 +374,7 @@ fn create_topics(cfg: &KafkaConfig, brokers: &str, topics: &[String]) {
             Err(e) => tracing::debug!(error = %e, "Creating dead-letter topics failed."),
         }
     }
-    tracing::warn!(?topics, "Could not create the dead-letter topics; create them, or rejected messages wait in the producer until they exist.");
+    tracing::warn!(?topics, "Could not create these topics; create them, or dead letters and alert records wait in the producer until they exist.");
 }
 
 /// A message's own headers, copied: (key, value).
