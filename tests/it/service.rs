@@ -173,6 +173,52 @@ fn embedded_default_serves_live_data_sql_and_metrics() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+    // The example Grafana dashboard only asks for metrics the service exports, and the
+    // compose file's Prometheus config is valid.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docker/grafana/gatewatch.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut asked = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find(|c: char| c.is_ascii_lowercase()) {
+                rest = &rest[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                let word = &rest[..end];
+                if word.starts_with("gatewatch_") || word.starts_with("process_") {
+                    asked.push(word.to_string());
+                }
+                rest = &rest[end..];
+            }
+        }
+    }
+    assert!(asked.len() >= 10, "{asked:?}");
+    for name in asked {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} "))
+                || metrics.contains(&format!("{name}{{"))
+                || metrics.contains(&format!("\n{name} ")),
+            "the Grafana dashboard asks for {name}, which /metrics does not export"
+        );
+    }
+    let config = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docker/prometheus/prometheus.yml"
+        ))
+        .output()
+        .unwrap();
+    assert!(config.status.success(), "{config:?}");
 
     // SIGTERM stops it cleanly.
     let pid = running.0.id().to_string();
