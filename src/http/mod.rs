@@ -30,6 +30,7 @@ use crate::event::EventType;
 use crate::ingest::kafka::KafkaStatus;
 use crate::output::write_result;
 use crate::sql::{self, QueryResult, SqlError};
+use crate::state::alert_log::firing_now;
 use crate::state::{Engine, Snapshot};
 
 /// The media type of an Arrow IPC stream.
@@ -290,14 +291,9 @@ async fn live_view(state: &Arc<ServiceState>) -> Result<serde_json::Value, ApiEr
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let servers: serde_json::Value =
         serde_json::from_slice(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut latest = std::collections::BTreeMap::new();
-    for r in snap.alerts.iter() {
-        latest.insert((&r.rule, &r.key), r);
-    }
-    let firing: Vec<serde_json::Value> = latest
-        .values()
-        .filter(|r| r.state == "firing")
-        .map(|r| record_json(r))
+    let firing: Vec<serde_json::Value> = firing_now(&snap.alerts)
+        .into_iter()
+        .map(record_json)
         .collect();
     let k = &state.kafka;
     let lag: i64 = k.lag.lock().expect("not poisoned").values().sum();
@@ -404,21 +400,14 @@ pub const RECENT_ALERTS: usize = 100;
 /// `GET /api/alerts`: `{"firing": [...], "recent": [...]}`: the instances firing now (their
 /// firing record) and the newest transitions first.
 async fn alerts_handler(State(state): State<Arc<ServiceState>>) -> Result<Response, ApiError> {
-    let snap = state.snapshot().await?;
-    let mut latest: std::collections::BTreeMap<
-        (&str, &str),
-        &crate::state::alert_log::AlertRecord,
-    > = Default::default();
-    for r in snap.alerts.iter() {
-        latest.insert((&r.rule, &r.key), r);
-    }
-    let firing: Vec<serde_json::Value> = latest
-        .values()
-        .filter(|r| r.state == "firing")
-        .map(|r| record_json(r))
-        .collect();
-    let recent: Vec<serde_json::Value> = snap
-        .alerts
+    // The alert log alone: no snapshot of the rest.
+    let engine = state.engine.clone();
+    let alerts =
+        tokio::task::spawn_blocking(move || engine.lock().expect("engine lock").alert_records())
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading alerts failed: {e}")))?;
+    let firing: Vec<serde_json::Value> = firing_now(&alerts).into_iter().map(record_json).collect();
+    let recent: Vec<serde_json::Value> = alerts
         .iter()
         .rev()
         .take(RECENT_ALERTS)
@@ -714,10 +703,9 @@ fn alert_metrics(out: &mut String, engine: &Mutex<Engine>, live: &Mutex<LiveAler
         (l.rule_stats(), l.sink_stats())
     };
     let alerts = engine.lock().expect("engine lock").alert_records();
-    let mut latest = std::collections::BTreeMap::new();
+    let firing = firing_now(&alerts);
     let mut transitions = std::collections::BTreeMap::new();
     for r in alerts.iter() {
-        latest.insert((r.rule.as_str(), r.key.as_str()), r.state);
         *transitions
             .entry((r.rule.as_str(), r.state))
             .or_insert(0u64) += 1;
@@ -729,10 +717,7 @@ fn alert_metrics(out: &mut String, engine: &Mutex<Engine>, live: &Mutex<LiveAler
         "Alert instances firing now, by rule.",
     );
     for s in &stats {
-        let n = latest
-            .iter()
-            .filter(|((rule, _), st)| *rule == s.rule && **st == "firing")
-            .count();
+        let n = firing.iter().filter(|r| r.rule == s.rule).count();
         let _ = writeln!(
             out,
             "gatewatch_alerts_firing{{rule=\"{}\"}} {n}",
@@ -745,20 +730,14 @@ fn alert_metrics(out: &mut String, engine: &Mutex<Engine>, live: &Mutex<LiveAler
         "gauge",
         "1 for each alert instance firing now (rule, key, severity).",
     );
-    let mut severity = std::collections::BTreeMap::new();
-    for r in alerts.iter() {
-        severity.insert((r.rule.as_str(), r.key.as_str()), r.severity.as_str());
-    }
-    for ((rule, key), st) in &latest {
-        if *st == "firing" {
-            let _ = writeln!(
-                out,
-                "gatewatch_alert_firing{{rule=\"{}\",key=\"{}\",severity=\"{}\"}} 1",
-                label(rule),
-                label(key),
-                label(severity[&(*rule, *key)])
-            );
-        }
+    for r in &firing {
+        let _ = writeln!(
+            out,
+            "gatewatch_alert_firing{{rule=\"{}\",key=\"{}\",severity=\"{}\"}} 1",
+            label(&r.rule),
+            label(&r.key),
+            label(&r.severity)
+        );
     }
     family(
         out,

@@ -42,6 +42,18 @@ impl AlertRecord {
     }
 }
 
+/// The firing record of every instance whose newest transition is `firing`, by rule and key.
+pub fn firing_now(records: &[AlertRecord]) -> Vec<&AlertRecord> {
+    let mut latest: BTreeMap<(&str, &str), &AlertRecord> = BTreeMap::new();
+    for r in records {
+        latest.insert((&r.rule, &r.key), r);
+    }
+    latest
+        .into_values()
+        .filter(|r| r.state == "firing")
+        .collect()
+}
+
 /// Transitions in retention, oldest first. Transitions are rare (a few per server per bad
 /// morning), so a snapshot simply copies them.
 #[derive(Debug, Default)]
@@ -65,5 +77,39 @@ impl AlertLog {
     pub fn records(&self, horizon: Option<i64>) -> Arc<[AlertRecord]> {
         let from = horizon.map_or(0, |h| self.records.partition_point(|r| r.ts < h));
         self.records[from..].into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(rule: &str, key: &str, state: &'static str, ts: i64) -> AlertRecord {
+        AlertRecord {
+            ts,
+            rule: rule.into(),
+            key: key.into(),
+            server: None,
+            state,
+            severity: "page".into(),
+            value: None,
+            threshold: None,
+            since: ts,
+            labels: BTreeMap::new(),
+            id: format!("{rule}{key}{ts}"),
+        }
+    }
+
+    #[test]
+    fn firing_now_is_the_newest_transition_of_each_instance() {
+        let log = [
+            rec("a", "gw-1", "firing", 1),
+            rec("a", "gw-2", "firing", 2),
+            rec("a", "gw-1", "resolved", 3),
+            rec("b", "gw-1", "firing", 4),
+            rec("a", "gw-1", "firing", 5),
+        ];
+        let ids: Vec<&str> = firing_now(&log).iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["agw-15", "agw-22", "bgw-14"]);
     }
 }
