@@ -12,7 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{decode_chunk, Chunk, DecodedChunk, MAX_RECORD_BYTES, TOO_LONG_PREFIX};
+use super::{decode_chunk_cut, Chunk, DecodedChunk, MAX_RECORD_BYTES, TOO_LONG_PREFIX};
 
 const BLOCK: usize = 1 << 20;
 
@@ -50,6 +50,30 @@ pub struct FileChunk {
 enum Input {
     Stdin,
     File(File, u64),
+    Reader(Box<dyn Read + Send>),
+}
+
+/// How the reader cuts its input: the block it reads at a time and the longest record it keeps.
+/// The defaults are what `replay` uses; tests and the fuzzer make both tiny so that records
+/// cross block boundaries and hit the too-long guard with small inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Cutting {
+    /// Bytes read per block.
+    pub block: usize,
+    /// Lines longer than this become one `line_too_long` record.
+    pub max_record: usize,
+    /// How much of a too-long line is kept.
+    pub too_long_prefix: usize,
+}
+
+impl Default for Cutting {
+    fn default() -> Self {
+        Cutting {
+            block: BLOCK,
+            max_record: MAX_RECORD_BYTES,
+            too_long_prefix: TOO_LONG_PREFIX,
+        }
+    }
 }
 
 struct Opened {
@@ -89,6 +113,40 @@ pub fn read_ndjson<E: From<ReadError>>(
             input,
         });
     }
+    read_opened(
+        opened,
+        workers,
+        show_progress,
+        Cutting::default(),
+        &mut apply,
+    )
+}
+
+/// Reads already-open inputs (named for messages and line numbers) like [`read_ndjson`], cut as
+/// `cutting` says. Used by the fuzzer and the reader's own tests.
+pub fn read_ndjson_from<E: From<ReadError>>(
+    inputs: Vec<(String, Box<dyn Read + Send>)>,
+    workers: usize,
+    cutting: Cutting,
+    mut apply: impl FnMut(&FileChunk) -> Result<(), E>,
+) -> Result<(), E> {
+    let opened = inputs
+        .into_iter()
+        .map(|(name, r)| Opened {
+            name: name.into(),
+            input: Input::Reader(r),
+        })
+        .collect();
+    read_opened(opened, workers, false, cutting, &mut apply)
+}
+
+fn read_opened<E: From<ReadError>>(
+    opened: Vec<Opened>,
+    workers: usize,
+    show_progress: bool,
+    cutting: Cutting,
+    apply: &mut impl FnMut(&FileChunk) -> Result<(), E>,
+) -> Result<(), E> {
     let total: u64 = opened
         .iter()
         .map(|o| {
@@ -108,7 +166,7 @@ pub fn read_ndjson<E: From<ReadError>>(
         let names: Vec<Arc<str>> = opened.iter().map(|o| o.name.clone()).collect();
         let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(workers * 4);
         let reader = scope.spawn(move || {
-            read_blocks(opened, total, progress, spare_rx, |seq, fi, c| {
+            read_blocks(opened, total, progress, cutting, spare_rx, |seq, fi, c| {
                 chunk_tx.send((seq, fi, c)).is_ok()
             })
         });
@@ -121,7 +179,10 @@ pub fn read_ndjson<E: From<ReadError>>(
                 let Ok(Ok((seq, fi, chunk))) = next else {
                     return;
                 };
-                if tx.send((seq, fi, decode_chunk(chunk))).is_err() {
+                if tx
+                    .send((seq, fi, decode_chunk_cut(chunk, cutting.max_record)))
+                    .is_err()
+                {
                     return;
                 }
             });
@@ -172,6 +233,7 @@ fn read_blocks(
     inputs: Vec<Opened>,
     total: u64,
     progress: bool,
+    cutting: Cutting,
     spare: Receiver<Vec<u8>>,
     mut send: impl FnMut(u64, usize, Chunk) -> bool,
 ) -> Result<(), ReadError> {
@@ -182,7 +244,7 @@ fn read_blocks(
     let fresh = |spare: &Receiver<Vec<u8>>| -> Vec<u8> {
         let mut b = spare
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BLOCK + BLOCK / 4));
+            .unwrap_or_else(|_| Vec::with_capacity(cutting.block + cutting.block / 4));
         b.clear();
         b
     };
@@ -190,12 +252,16 @@ fn read_blocks(
         let mut reader: Box<dyn Read> = match opened.input {
             Input::Stdin => Box::new(stdin.lock()),
             Input::File(f, _) => Box::new(f),
+            Input::Reader(r) => r,
         };
         let mut buf = fresh(&spare);
         let mut skipping = false;
         loop {
             let before = buf.len();
-            let n = match (&mut reader).take(BLOCK as u64).read_to_end(&mut buf) {
+            let n = match (&mut reader)
+                .take(cutting.block as u64)
+                .read_to_end(&mut buf)
+            {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
@@ -263,8 +329,8 @@ fn read_blocks(
                 }
                 seq += 1;
             }
-            if buf.len() > MAX_RECORD_BYTES {
-                buf.truncate(TOO_LONG_PREFIX);
+            if buf.len() > cutting.max_record {
+                buf.truncate(cutting.too_long_prefix);
                 let raw = std::mem::replace(&mut buf, fresh(&spare));
                 if !send(
                     seq,
@@ -285,4 +351,151 @@ fn read_blocks(
         let _ = write!(io::stderr(), "\r\x1b[K");
     }
     Ok(())
+}
+
+/// Checks the reader against the plain definition of NDJSON on one input: every `\n`-separated
+/// line (a last line without `\n` included) is, in order and with its line number, either skipped
+/// (blank), rejected as `line_too_long` (longer than `cutting.max_record` bytes, `\r` counted),
+/// or decoded exactly as [`crate::event::decode`] decodes it alone. The input is fed to the
+/// reader in reads of at most `piece` bytes. Shared by the unit tests and the fuzz target
+/// (`tests/fuzz`); returns what differed.
+#[doc(hidden)]
+pub fn check_against_lines(input: &[u8], cutting: Cutting, piece: usize) -> Result<(), String> {
+    use crate::event::{decode, Reason};
+
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Accepted(Vec<u8>),
+        Rejected(Reason),
+    }
+    let mut expected = Vec::new();
+    let mut lines: Vec<&[u8]> = input.split(|&c| c == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    for (i, line) in lines.iter().enumerate() {
+        let n = i as u64 + 1;
+        let stripped = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > cutting.max_record {
+            expected.push((n, Outcome::Rejected(Reason::LineTooLong)));
+        } else if stripped.iter().all(|c| c.is_ascii_whitespace()) {
+            continue;
+        } else {
+            match decode(stripped) {
+                Ok(_) => expected.push((n, Outcome::Accepted(line.to_vec()))),
+                Err(r) => expected.push((n, Outcome::Rejected(r))),
+            }
+        }
+    }
+
+    /// Hands out the input at most `piece` bytes per read.
+    struct Pieces {
+        data: Vec<u8>,
+        at: usize,
+        piece: usize,
+    }
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = (self.data.len() - self.at).min(buf.len()).min(self.piece);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+    let reader = Pieces {
+        data: input.to_vec(),
+        at: 0,
+        piece: piece.max(1),
+    };
+    let mut actual = Vec::new();
+    let mut problem = None;
+    read_ndjson_from::<ReadError>(vec![("fuzz".into(), Box::new(reader))], 2, cutting, |fc| {
+        let d = &fc.decoded;
+        let mut rows = d.row_record.iter().peekable();
+        let mut rejects = d.rejects.iter().peekable();
+        for r in 0..d.records() as u32 {
+            let n = fc.first_line + r as u64;
+            if rows.peek() == Some(&&r) {
+                rows.next();
+                actual.push((n, Outcome::Accepted(d.record(r).to_vec())));
+            } else if let Some(&(_, reason)) = rejects.next_if(|(i, _)| *i == r) {
+                actual.push((n, Outcome::Rejected(reason)));
+            }
+        }
+        if d.batch.num_rows() != d.row_record.len() {
+            problem = Some(format!(
+                "{} rows for {} accepted records",
+                d.batch.num_rows(),
+                d.row_record.len()
+            ));
+        }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    if actual != expected {
+        let at = actual
+            .iter()
+            .zip(&expected)
+            .position(|(a, e)| a != e)
+            .unwrap_or(actual.len().min(expected.len()));
+        return Err(format!(
+            "reader and line-by-line decoding differ at outcome {at}: reader {:?}, lines {:?} ({} vs {} outcomes)",
+            actual.get(at), expected.get(at), actual.len(), expected.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Cutting {
+        Cutting {
+            block: 7,
+            max_record: 40,
+            too_long_prefix: 10,
+        }
+    }
+
+    #[test]
+    fn records_across_block_boundaries_and_too_long_lines() {
+        let ok = br#"{"type":"reject","ts":1,"server":"a"}"#;
+        let mut input = Vec::new();
+        for i in 0..30 {
+            match i % 6 {
+                0 => input.extend_from_slice(ok),
+                1 => input.extend_from_slice(b"garbage"),
+                2 => input.extend_from_slice(&[b'x'; 41]),
+                3 => input.extend_from_slice(b"   \r"),
+                4 => input.extend_from_slice(&[b' '; 40]),
+                _ => {
+                    input.extend_from_slice(ok);
+                    input.push(b'\r');
+                }
+            }
+            input.push(b'\n');
+        }
+        input.extend_from_slice(ok);
+        for piece in [1, 3, 7, 64, 1 << 20] {
+            check_against_lines(&input, tiny(), piece).unwrap();
+            check_against_lines(&input, Cutting::default(), piece).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_with_carriage_return() {
+        let mut line = br#"{"type":"reject","ts":1,"server":"abc"}"#.to_vec();
+        line.resize(40, b' ');
+        let mut input = line.clone();
+        input.extend_from_slice(b"\r\n");
+        input.extend_from_slice(&line);
+        input.extend_from_slice(b"\n");
+        for piece in [1, 5, 100] {
+            check_against_lines(&input, tiny(), piece).unwrap();
+        }
+    }
 }

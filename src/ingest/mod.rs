@@ -73,6 +73,11 @@ pub fn decode_record(raw: &[u8], cols: &mut EventColumns) -> Result<(), Reason> 
 
 /// Splits a chunk into records and decodes each. Blank lines are skipped (not rejected).
 pub fn decode_chunk(chunk: Chunk) -> DecodedChunk {
+    decode_chunk_cut(chunk, MAX_RECORD_BYTES)
+}
+
+/// [`decode_chunk`] with lines longer than `max_record` rejected as `line_too_long`.
+pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
     let raw = &chunk.raw;
     let mut spans = Vec::with_capacity(raw.len() / 120 + 1);
     let mut start = 0usize;
@@ -88,12 +93,13 @@ pub fn decode_chunk(chunk: Chunk) -> DecodedChunk {
     let mut rejects = Vec::new();
     for (i, &(s, e)) in spans.iter().enumerate() {
         let mut line = &raw[s as usize..e as usize];
-        if let [rest @ .., b'\r'] = line {
-            line = rest;
-        }
-        if chunk.truncated || line.len() > MAX_RECORD_BYTES {
+        // The length guard counts what the reader counts: the line without its `\n`.
+        if chunk.truncated || line.len() > max_record {
             rejects.push((i as u32, Reason::LineTooLong));
             continue;
+        }
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
         }
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             continue;
