@@ -22,11 +22,12 @@ use gatewatch::config::KafkaConfig;
 use gatewatch::ingest::kafka::{self, KafkaStatus, MAX_BATCH};
 use gatewatch::sim::{self, KafkaSink, Playback};
 use gatewatch::state::Engine;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
+
+mod common;
+use common::create_topic;
 
 fn main() {
     let brokers = std::env::var("GATEWATCH_BENCH_BROKERS")
@@ -86,26 +87,6 @@ fn main() {
     let (b, g) = (med(&mut bare), med(&mut ours));
     println!("median: bare rdkafka consumer {b:.0} msg/s; gatewatch decode+apply+offsets {g:.0} events/s");
     println!("ratio gatewatch / bare = {:.2} (target >= 0.7)", g / b);
-}
-
-fn create_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
 }
 
 fn group_props() -> Vec<(&'static str, &'static str)> {
@@ -184,7 +165,7 @@ fn gatewatch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
         std::thread::spawn(move || {
             kafka::check_topics(&cfg, &brokers, &[]).unwrap();
             let mut seen = 0u64;
-            kafka::consume(&cfg, &brokers, status, &stop, |batch, rejects| {
+            kafka::consume(&cfg, &brokers, status, &stop, None, |batch, rejects, _| {
                 let now = Instant::now();
                 let mut e = engine.lock().unwrap();
                 for &r in rejects {

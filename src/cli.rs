@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// TOML config: kafka, http, engine, servers.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Write checkpoints of the state here and resume from the newest on start. Default:
+    /// checkpoint.dir, else none.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Embedded mode only: how fast the simulator plays event time (60 = an hour per minute).
     #[arg(long, value_name = "X", default_value_t = 60.0)]
     pub speed: f64,
@@ -61,6 +65,9 @@ pub struct QueryArgs {
     /// The service's URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Bearer token of a service that requires one (default: $GATEWATCH_HTTP_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

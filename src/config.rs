@@ -57,6 +57,16 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    checkpoint: RawCheckpoint,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpoint {
+    dir: Option<String>,
+    interval: Option<String>,
+    keep: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +127,11 @@ struct RawKafka {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     bind: Option<String>,
+    token: Option<String>,
+    max_body: Option<toml::Value>,
+    max_rows: Option<i64>,
+    query_timeout: Option<String>,
+    query_memory: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +140,7 @@ struct RawEngine {
     allowed_lateness: Option<String>,
     session_timeout: Option<String>,
     retention: Option<String>,
+    events_memory: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +168,8 @@ pub struct EngineConfig {
     pub session_timeout_ms: i64,
     /// How much event time stays in memory.
     pub retention_ms: i64,
+    /// Most memory the `events` table may hold, bytes; past it its oldest rows go early.
+    pub events_memory_bytes: usize,
     /// Servers known from configuration, by id.
     pub servers: BTreeMap<String, ServerConfig>,
     /// What-if capacities (`replay --capacity`): they replace every configured and announced
@@ -165,11 +183,15 @@ impl Default for EngineConfig {
             allowed_lateness_ms: DEFAULT_LATENESS_MS,
             session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             retention_ms: DEFAULT_RETENTION_MS,
+            events_memory_bytes: DEFAULT_EVENTS_MEMORY_BYTES,
             servers: BTreeMap::new(),
             capacity_overrides: BTreeMap::new(),
         }
     }
 }
+
+/// Default cap on the `events` table's memory: 4 GiB (a normal day of ~700 users is ~200 MB).
+pub const DEFAULT_EVENTS_MEMORY_BYTES: usize = 4 << 30;
 
 /// Default topic the service reads.
 pub const DEFAULT_TOPIC: &str = "gateway.sessions";
@@ -220,13 +242,57 @@ impl KafkaConfig {
 pub struct HttpConfig {
     /// Listen address.
     pub bind: std::net::SocketAddr,
+    /// Bearer token every endpoint but `/healthz` requires (`[http] token`, or the
+    /// [`TOKEN_ENV`] environment variable, which wins). None: no authentication.
+    pub token: Option<String>,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// Most rows one `POST /api/sql` may return.
+    pub max_rows: usize,
+    /// Longest one `POST /api/sql` may run, ms.
+    pub query_timeout_ms: i64,
+    /// Memory one query may hold for joins, sorts and aggregations, bytes.
+    pub query_memory_bytes: usize,
 }
+
+/// The environment variable that sets (and overrides) `[http] token`.
+pub const TOKEN_ENV: &str = "GATEWATCH_HTTP_TOKEN";
+/// The shortest bearer token accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
+/// Default request body limit: 1 MiB (SQL text; nothing bigger is ever posted).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default result-row limit of `POST /api/sql`.
+pub const DEFAULT_MAX_ROWS: usize = 100_000;
+/// Default query timeout of `POST /api/sql`: 30 s.
+pub const DEFAULT_QUERY_TIMEOUT_MS: i64 = 30_000;
+/// Default query memory limit: 1 GiB.
+pub const DEFAULT_QUERY_MEMORY_BYTES: usize = 1 << 30;
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: DEFAULT_HTTP_BIND.parse().expect("valid default address"),
+            token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_rows: DEFAULT_MAX_ROWS,
+            query_timeout_ms: DEFAULT_QUERY_TIMEOUT_MS,
+            query_memory_bytes: DEFAULT_QUERY_MEMORY_BYTES,
         }
+    }
+}
+
+impl HttpConfig {
+    /// Takes the token from [`TOKEN_ENV`] when it is set and not empty.
+    pub fn token_from_env(&mut self) -> Result<(), String> {
+        if let Ok(t) = std::env::var(TOKEN_ENV) {
+            if !t.trim().is_empty() {
+                if t.trim().len() < MIN_TOKEN_CHARS {
+                    return Err(format!("{TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters; generate one with `openssl rand -hex 32`"));
+                }
+                self.token = Some(t.trim().to_string());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -402,6 +468,56 @@ pub struct Config {
     pub http: HttpConfig,
     /// Alert rules and sinks.
     pub alerts: AlertsConfig,
+    /// Checkpoints of the live service's state.
+    pub checkpoint: CheckpointConfig,
+}
+
+/// Checkpoints (`[checkpoint]`, `run --checkpoint-dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// Where checkpoints are written; None: no checkpoints (a restart rebuilds from Kafka).
+    pub dir: Option<std::path::PathBuf>,
+    /// How often one is written while events arrive, ms.
+    pub interval_ms: i64,
+    /// How many are kept (the newest).
+    pub keep: usize,
+}
+
+/// Default checkpoint interval: 1 minute.
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
+/// Default number of checkpoints kept.
+pub const DEFAULT_CHECKPOINT_KEEP: usize = 3;
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            dir: None,
+            interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
+            keep: DEFAULT_CHECKPOINT_KEEP,
+        }
+    }
+}
+
+fn parse_checkpoint(raw: RawCheckpoint) -> Result<CheckpointConfig, String> {
+    let mut c = CheckpointConfig::default();
+    if let Some(d) = raw.dir {
+        if d.trim().is_empty() {
+            return Err("checkpoint.dir is empty; name a directory, or remove it to run without checkpoints".into());
+        }
+        c.dir = Some(d.into());
+    }
+    if let Some(i) = raw.interval {
+        c.interval_ms = parse_duration_ms(&i).filter(|ms| *ms >= 1000).ok_or_else(|| {
+            format!("checkpoint.interval = {i:?} must be a duration of at least 1s, like \"30s\" or \"5m\"")
+        })?;
+    }
+    if let Some(k) = raw.keep {
+        if !(1..=100).contains(&k) {
+            return Err(format!("checkpoint.keep = {k} must be between 1 and 100"));
+        }
+        c.keep = k as usize;
+    }
+    Ok(c)
 }
 
 impl Config {
@@ -447,6 +563,11 @@ impl Config {
             DEFAULT_SESSION_TIMEOUT_MS,
         )?;
         engine.retention_ms = dur("retention", &raw.engine.retention, DEFAULT_RETENTION_MS)?;
+        if let Some(v) = &raw.engine.events_memory {
+            engine.events_memory_bytes = parse_size(v).filter(|n| *n >= 1 << 20).ok_or_else(|| {
+                invalid("engine.events_memory must be a size of at least 1MiB, like \"512MiB\" or \"4GiB\"".into())
+            })?;
+        }
         if engine.session_timeout_ms <= 0 {
             return Err(invalid(
                 "engine.session_timeout must be longer than 0s".into(),
@@ -476,19 +597,84 @@ impl Config {
             );
         }
         let kafka = parse_kafka(raw.kafka).map_err(invalid)?;
-        let http = match raw.http.bind {
-            None => HttpConfig::default(),
-            Some(b) => HttpConfig {
-                bind: parse_bind(&b).map_err(|m| invalid(format!("http.bind: {m}")))?,
-            },
-        };
+        let http = parse_http(raw.http).map_err(invalid)?;
         let alerts = parse_alerts(raw.alerts).map_err(invalid)?;
+        let checkpoint = parse_checkpoint(raw.checkpoint).map_err(invalid)?;
         Ok(Config {
             engine,
             kafka,
             http,
             alerts,
+            checkpoint,
         })
+    }
+}
+
+fn parse_http(raw: RawHttp) -> Result<HttpConfig, String> {
+    let mut h = HttpConfig::default();
+    if let Some(b) = raw.bind {
+        h.bind = parse_bind(&b).map_err(|m| format!("http.bind: {m}"))?;
+    }
+    if let Some(t) = raw.token {
+        if t.trim().len() < MIN_TOKEN_CHARS {
+            return Err(format!("http.token must be at least {MIN_TOKEN_CHARS} characters; generate one with `openssl rand -hex 32`, or remove it to run without authentication"));
+        }
+        h.token = Some(t.trim().to_string());
+    }
+    let size = |key: &str, v: &Option<toml::Value>, default: usize| -> Result<usize, String> {
+        match v {
+            None => Ok(default),
+            Some(v) => parse_size(v).filter(|n| *n > 0).ok_or_else(|| {
+                let shown = match v {
+                    toml::Value::String(s) => format!("{s:?}"),
+                    toml::Value::Integer(n) => n.to_string(),
+                    other => other.type_str().to_string(),
+                };
+                format!("http.{key} = {shown} is not a size; write bytes (65536) or \"64KiB\", \"16MiB\", \"2GiB\"")
+            }),
+        }
+    };
+    h.max_body_bytes = size("max_body", &raw.max_body, DEFAULT_MAX_BODY_BYTES)?;
+    h.query_memory_bytes = size(
+        "query_memory",
+        &raw.query_memory,
+        DEFAULT_QUERY_MEMORY_BYTES,
+    )?;
+    if let Some(n) = raw.max_rows {
+        if n <= 0 {
+            return Err(format!(
+                "http.max_rows = {n} must be a whole number greater than 0"
+            ));
+        }
+        h.max_rows = n as usize;
+    }
+    if let Some(t) = raw.query_timeout {
+        h.query_timeout_ms = parse_duration_ms(&t).filter(|ms| *ms > 0).ok_or_else(|| {
+            format!("http.query_timeout = {t:?} is not a duration above 0; write it like \"30s\" or \"2m\"")
+        })?;
+    }
+    Ok(h)
+}
+
+/// A byte size: an integer, or a string with a B, KiB, MiB or GiB suffix (KB/MB/GB mean the same).
+pub fn parse_size(v: &toml::Value) -> Option<usize> {
+    match v {
+        toml::Value::Integer(n) => usize::try_from(*n).ok(),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: usize = num.parse().ok()?;
+            let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" | "kib" => 1 << 10,
+                "m" | "mb" | "mib" => 1 << 20,
+                "g" | "gb" | "gib" => 1 << 30,
+                _ => return None,
+            };
+            n.checked_mul(mult)
+        }
+        _ => None,
     }
 }
 

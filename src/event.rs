@@ -153,7 +153,8 @@ impl FieldName {
         }
     }
 
-    fn from_key(k: &str) -> Option<Self> {
+    /// The field named by a JSON key.
+    pub fn from_key(k: &str) -> Option<Self> {
         use FieldName::*;
         Some(match k {
             "type" => Type,
@@ -216,6 +217,30 @@ impl fmt::Display for Reason {
             Reason::LineTooLong => f.write_str("line_too_long"),
             Reason::Late => f.write_str("late"),
         }
+    }
+}
+
+impl Reason {
+    /// The reason a code names (the inverse of `Display`).
+    pub fn parse(code: &str) -> Option<Reason> {
+        Some(match code {
+            "invalid_utf8" => Reason::InvalidUtf8,
+            "invalid_json" => Reason::InvalidJson,
+            "not_an_object" => Reason::NotAnObject,
+            "unknown_type" => Reason::UnknownType,
+            "line_too_long" => Reason::LineTooLong,
+            "late" => Reason::Late,
+            _ => {
+                let (kind, field) = code.split_once(':')?;
+                let field = FieldName::from_key(field)?;
+                match kind {
+                    "missing_field" => Reason::MissingField(field),
+                    "bad_type" => Reason::BadType(field),
+                    "bad_value" => Reason::BadValue(field),
+                    _ => return None,
+                }
+            }
+        })
     }
 }
 

@@ -95,6 +95,7 @@ pub fn request(
     path: &str,
     accept: &str,
     body: &[u8],
+    bearer: Option<&str>,
 ) -> Result<HttpResponse, ClientError> {
     request_with(
         url,
@@ -104,10 +105,13 @@ pub fn request(
         "text/plain; charset=utf-8",
         body,
         Duration::from_secs(600),
+        bearer,
     )
 }
 
-/// Sends one request with a content type and a timeout for connecting, writing and reading.
+/// Sends one request with a content type, a timeout for connecting, writing and reading, and
+/// optionally `Authorization: Bearer <token>`.
+#[allow(clippy::too_many_arguments)]
 pub fn request_with(
     url: &Url,
     method: &str,
@@ -116,6 +120,7 @@ pub fn request_with(
     content_type: &str,
     body: &[u8],
     timeout: Duration,
+    bearer: Option<&str>,
 ) -> Result<HttpResponse, ClientError> {
     let io = |cause| ClientError::Io {
         url: url.original.clone(),
@@ -135,8 +140,9 @@ pub fn request_with(
         TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(5))).map_err(io)?;
     s.set_read_timeout(Some(timeout)).map_err(io)?;
     s.set_write_timeout(Some(timeout)).map_err(io)?;
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {}{path} HTTP/1.1\r\nHost: {}:{}\r\nAccept: {accept}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: gatewatch\r\n\r\n",
+        "{method} {}{path} HTTP/1.1\r\nHost: {}:{}\r\nAccept: {accept}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{auth}Connection: close\r\nUser-Agent: gatewatch\r\n\r\n",
         url.prefix,
         url.host,
         url.port,

@@ -3,20 +3,25 @@
 //! Data flows one way; a module uses only those to its left:
 //!
 //! ```text
-//! event (schema, decode) -> ingest (file, dead letters) -> state (sessions, concurrency,
-//!     latency, events) -> sql (tables, hdr_* functions) -> output / app (wiring) / cli
+//! event (schema, decode) -> ingest (file, kafka, dead letters) -> state (sessions, concurrency,
+//!     latency, events) -> sql (tables, hdr_* functions) -> alerts -> checkpoint -> http
+//!     -> output / app (wiring) / cli
 //! ```
 //!
 //! - [`event`]: bytes to a typed event or a stable rejection reason; the `events` Arrow schema.
-//! - [`ingest`]: NDJSON read in blocks and decoded on every core, delivered in order.
+//! - [`ingest`]: NDJSON read in blocks and decoded on every core, delivered in order; Kafka.
 //! - [`state`]: the engine: exact sessions and concurrency in event time, minute HdrHistograms,
-//!   accepted events as Arrow batches; immutable snapshots for readers.
-//! - [`sql`]: DataFusion over a snapshot, read-only.
+//!   accepted events as Arrow batches; immutable snapshots for readers; its own encoding.
+//! - [`sql`]: DataFusion over a snapshot, read-only, with limits for the service.
+//! - [`alerts`]: rules evaluated in event time, and their sinks.
+//! - [`checkpoint`]: checkpoint files of the live service's state.
+//! - [`http`]: the service's routes, dashboard and metrics.
 //! - [`app`]: wiring for the subcommands; [`sim`]: the synthetic traffic generator.
 #![warn(missing_docs)]
 
 pub mod alerts;
 pub mod app;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod event;

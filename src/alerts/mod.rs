@@ -29,6 +29,7 @@ use arrow::datatypes::{DataType, Float64Type};
 use crate::config::{Direction, EngineConfig, Measure, RuleConfig, RuleSource, Scope};
 use crate::sql;
 use crate::state::alert_log::AlertRecord;
+use crate::state::checkpoint::{Dec, DecodeError, Enc};
 use crate::state::latency::{us_to_ms, MergedCounts};
 use crate::state::timeline::{self, SecondRow};
 use crate::state::{Engine, ServerSnapshot, Snapshot};
@@ -98,6 +99,14 @@ struct Rule {
     instances: BTreeMap<String, (Option<String>, Phase)>,
     stats: RuleStats,
     sql_error_logged: bool,
+}
+
+/// Format version of [`Evaluator::save_state`].
+const EVALUATOR_STATE_VERSION: u32 = 1;
+
+/// A rule's definition as a number: a restored timer is only valid for the same rule.
+fn rule_fingerprint(r: &RuleConfig) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(format!("{r:?}").as_bytes())
 }
 
 /// Evaluates every rule of a config as the watermark advances.
@@ -397,6 +406,107 @@ impl Evaluator {
                 .unwrap_or(0);
         self.p99_cache.retain(|k, _| k.2 >= oldest - 60_000);
         all.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    /// The rules' timers and firing instances, for a checkpoint: what makes a restarted
+    /// service go on exactly where this one was (a `for` half run, an alert still firing).
+    pub fn save_state(&self) -> Vec<u8> {
+        let mut out = Enc::default();
+        out.u32(EVALUATOR_STATE_VERSION);
+        out.len(self.rules.len());
+        for r in &self.rules {
+            out.str(&r.cfg.name);
+            out.u64(rule_fingerprint(&r.cfg));
+            out.opt_i64(r.next_tick);
+            out.len(r.next_by_server.len());
+            for (server, t) in &r.next_by_server {
+                out.str(server);
+                out.i64(*t);
+            }
+            out.len(r.instances.len());
+            for (key, (server, phase)) in &r.instances {
+                out.str(key);
+                out.opt_str(server.as_deref());
+                match phase {
+                    Phase::Pending { since } => {
+                        out.u8(0);
+                        out.i64(*since);
+                    }
+                    Phase::Firing {
+                        since,
+                        fired_at,
+                        clear_since,
+                        last_sent,
+                        value,
+                    } => {
+                        out.u8(1);
+                        out.i64(*since);
+                        out.i64(*fired_at);
+                        out.opt_i64(*clear_since);
+                        out.i64(*last_sent);
+                        out.opt_f64(*value);
+                    }
+                }
+            }
+        }
+        out.buf
+    }
+
+    /// Takes back what [`Evaluator::save_state`] saved. A rule that is no longer configured, or
+    /// whose definition changed, starts afresh (its name is returned); the others go on.
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<Vec<String>, DecodeError> {
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let d = &mut Dec::new(bytes);
+        let version = d.u32()?;
+        if version != EVALUATOR_STATE_VERSION {
+            return Err(DecodeError(format!(
+                "the checkpoint's alert section is version {version}; this gatewatch reads version {EVALUATOR_STATE_VERSION}"
+            )));
+        }
+        let mut fresh = Vec::new();
+        for _ in 0..d.len(16)? {
+            let name = d.str()?.to_string();
+            let fingerprint = d.u64()?;
+            let next_tick = d.opt_i64()?;
+            let mut next_by_server = BTreeMap::new();
+            for _ in 0..d.len(16)? {
+                let server: Arc<str> = d.str()?.into();
+                next_by_server.insert(server, d.i64()?);
+            }
+            let mut instances = BTreeMap::new();
+            for _ in 0..d.len(18)? {
+                let key = d.str()?.to_string();
+                let server = d.opt_str()?.map(str::to_string);
+                let phase = match d.u8()? {
+                    0 => Phase::Pending { since: d.i64()? },
+                    1 => Phase::Firing {
+                        since: d.i64()?,
+                        fired_at: d.i64()?,
+                        clear_since: d.opt_i64()?,
+                        last_sent: d.i64()?,
+                        value: d.opt_f64()?,
+                    },
+                    _ => return Err(DecodeError("unknown alert phase in the checkpoint".into())),
+                };
+                instances.insert(key, (server, phase));
+            }
+            match self.rules.iter_mut().find(|r| r.cfg.name == name) {
+                Some(r) if rule_fingerprint(&r.cfg) == fingerprint => {
+                    r.next_tick = next_tick;
+                    r.next_by_server = next_by_server;
+                    r.instances = instances;
+                }
+                _ => fresh.push(name),
+            }
+        }
+        if !d.is_empty() {
+            return Err(DecodeError(
+                "the checkpoint's alert section has bytes after its end".into(),
+            ));
+        }
+        Ok(fresh)
     }
 
     /// Per-rule evaluation counts and cost.
@@ -855,6 +965,16 @@ impl LiveAlerts {
                 .record_alerts(&table_records(&out));
             self.sinks.send(&out);
         }
+    }
+
+    /// See [`Evaluator::save_state`].
+    pub fn save_state(&self) -> Vec<u8> {
+        self.evaluator.save_state()
+    }
+
+    /// See [`Evaluator::restore_state`].
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<Vec<String>, DecodeError> {
+        self.evaluator.restore_state(bytes)
     }
 
     /// Per-rule evaluation counts and cost.

@@ -221,6 +221,7 @@ fn deliver_webhook(
                 "application/json",
                 body.as_bytes(),
                 timeout,
+                None,
             );
             let failure = match outcome {
                 Ok(r) if (200..300).contains(&r.status) => None,

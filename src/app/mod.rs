@@ -320,7 +320,12 @@ fn human_ms(ms: i64) -> String {
 /// `gatewatch query`: asks a running service, prints the answer like `replay` does.
 pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let sql_text = sql_from(args.sql.as_deref(), args.sql_file.as_deref())?;
-    let result = query_service(&args.url, &sql_text)?;
+    let token = args.token.clone().or_else(|| {
+        std::env::var(crate::config::TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    });
+    let result = query_service(&args.url, &sql_text, token.as_deref())?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     write_result(&result, args.format, &mut out)?;
@@ -329,9 +334,21 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
 }
 
 /// Sends SQL to a service at `url` and decodes its Arrow answer.
-pub fn query_service(url: &str, sql_text: &str) -> anyhow::Result<QueryResult> {
+/// `token` is sent as `Authorization: Bearer`.
+pub fn query_service(
+    url: &str,
+    sql_text: &str,
+    token: Option<&str>,
+) -> anyhow::Result<QueryResult> {
     let url = client::Url::parse(url)?;
-    let resp = client::request(&url, "POST", "/api/sql", ARROW_STREAM, sql_text.as_bytes())?;
+    let resp = client::request(
+        &url,
+        "POST",
+        "/api/sql",
+        ARROW_STREAM,
+        sql_text.as_bytes(),
+        token.map(str::trim),
+    )?;
     if resp.status != 200 {
         let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
             .ok()

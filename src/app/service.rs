@@ -17,13 +17,16 @@ use rdkafka::mocking::MockCluster;
 
 use crate::alerts::sinks::Sinks;
 use crate::alerts::{Evaluator, LiveAlerts};
+use crate::checkpoint::{self, Checkpoint, CheckpointStats, Checkpointer};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
 use crate::event::parse_rfc3339_ms;
 use crate::http::{router, ServiceState};
+use crate::ingest::kafka::Resume;
 use crate::ingest::kafka::{self, KafkaStatus};
 use crate::sim::{self, KafkaSink, Playback};
 use crate::state::Engine;
+use std::collections::BTreeMap;
 
 /// Partitions of the embedded cluster's topic.
 pub const EMBEDDED_PARTITIONS: i32 = 4;
@@ -92,6 +95,10 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(h) = &args.http {
         cfg.http.bind = config::parse_bind(h).map_err(|m| anyhow::anyhow!("--http: {m}"))?;
     }
+    cfg.http.token_from_env().map_err(anyhow::Error::msg)?;
+    if let Some(d) = &args.checkpoint_dir {
+        cfg.checkpoint.dir = Some(d.clone());
+    }
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         anyhow::bail!(
             "--speed must be a positive factor, such as 60 (an hour of event time per minute)"
@@ -108,7 +115,54 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_start: impl FnOnce(&Started),
 ) -> anyhow::Result<()> {
-    let engine = Arc::new(Mutex::new(Engine::new(cfg.engine.clone())));
+    // With checkpoints: the newest valid one, and where to resume reading.
+    let (engine, resume, restored_alerts) = match &cfg.checkpoint.dir {
+        None => (Engine::new(cfg.engine.clone()), None, Vec::new()),
+        Some(dir) => {
+            let (dir, ecfg) = (dir.clone(), cfg.engine.clone());
+            let shown = dir.display().to_string();
+            let (loaded, skipped) =
+                tokio::task::spawn_blocking(move || checkpoint::load_newest(&dir, &ecfg))
+                    .await
+                    .context("loading the checkpoint did not finish")?
+                    .with_context(|| {
+                        format!("cannot read the checkpoint directory {shown}; check its permissions or pick another with --checkpoint-dir")
+                    })?;
+            for why in &skipped {
+                tracing::error!(checkpoint = %why, "Skipping a damaged checkpoint.");
+            }
+            match loaded {
+                Some(r) => {
+                    let positions: BTreeMap<(String, i32), i64> = r
+                        .engine
+                        .positions()
+                        .into_iter()
+                        .map(|(t, p, o)| ((t, p), o))
+                        .collect();
+                    tracing::info!(
+                        path = %r.path.display(),
+                        partitions = positions.len(),
+                        accepted = r.engine.counters().accepted,
+                        "Resuming from a checkpoint."
+                    );
+                    (r.engine, Some(Resume { positions }), r.alerts)
+                }
+                None => {
+                    if skipped.is_empty() {
+                        tracing::info!(dir = %shown, "No checkpoint yet: reading every partition from its beginning.");
+                    } else {
+                        tracing::warn!(dir = %shown, "No usable checkpoint: rebuilding the state from the earliest offsets Kafka still holds.");
+                    }
+                    (
+                        Engine::new(cfg.engine.clone()),
+                        Some(Resume::default()),
+                        Vec::new(),
+                    )
+                }
+            }
+        }
+    };
+    let engine = Arc::new(Mutex::new(engine));
     let evaluator = {
         let (rules, engine_cfg) = (cfg.alerts.rules.clone(), cfg.engine.clone());
         tokio::task::spawn_blocking(move || Evaluator::new(&rules, &engine_cfg))
@@ -177,16 +231,32 @@ pub async fn serve(
             )
         })?;
     let http = listener.local_addr().context("no local address")?;
+    if !http.ip().is_loopback() && cfg.http.token.is_none() {
+        tracing::warn!(
+            bind = %http,
+            "HTTP listens beyond this machine without a token: anyone who can reach it can read the data; set http.token or GATEWATCH_HTTP_TOKEN."
+        );
+    }
 
     let live_alerts = if evaluator.is_empty() {
         None
     } else {
         let sinks = Sinks::new(&cfg.alerts, Some((&cfg.kafka, &brokers)))?;
-        Some(Arc::new(Mutex::new(LiveAlerts::new(
-            evaluator,
-            sinks,
-            cfg.alerts.idle_timeout_ms,
-        ))))
+        let mut live = LiveAlerts::new(evaluator, sinks, cfg.alerts.idle_timeout_ms);
+        match live.restore_state(&restored_alerts) {
+            Ok(fresh) => {
+                for rule in fresh {
+                    tracing::info!(
+                        rule,
+                        "Alert rule changed or new since the checkpoint: its timers start afresh."
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "The checkpoint's alert timers are unreadable; the rules start afresh.")
+            }
+        }
+        Some(Arc::new(Mutex::new(live)))
     };
     // The alert clock: evaluates when the input is quiet (no batch arrives to drive it).
     let alert_clock = match &live_alerts {
@@ -209,6 +279,11 @@ pub async fn serve(
         }
     };
 
+    let checkpoint_stats = cfg
+        .checkpoint
+        .dir
+        .as_ref()
+        .map(|_| Arc::new(CheckpointStats::default()));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let consumer = {
         let live = live_alerts.clone();
@@ -217,26 +292,62 @@ pub async fn serve(
         let engine = engine.clone();
         let status = status.clone();
         let stop = stop.clone();
+        let mut checkpointer = match (&cfg.checkpoint.dir, &checkpoint_stats) {
+            (Some(dir), Some(stats)) => Some(
+                Checkpointer::start(
+                    dir.clone(),
+                    cfg.checkpoint.interval_ms,
+                    cfg.checkpoint.keep,
+                    stats.clone(),
+                )
+                .context("cannot start the checkpoint writer")?,
+            ),
+            _ => None,
+        };
         std::thread::Builder::new()
             .name("kafka-ingest".into())
             .spawn(move || {
-                let r = kafka::consume(&kcfg, &brokers, status, &stop, |batch, rejects| {
-                    let late = {
-                        let mut e = engine.lock().expect("engine lock");
-                        for &r in rejects {
-                            e.count_rejected(r, 1);
+                let capture = |engine: &Mutex<Engine>, live: &Option<Arc<Mutex<LiveAlerts>>>| {
+                    // Alerts, then engine: the order the evaluator takes them in.
+                    let l = live.as_ref().map(|l| l.lock().expect("alerts lock"));
+                    let e = engine.lock().expect("engine lock");
+                    Checkpoint::capture(&e, l.map(|l| l.save_state()).unwrap_or_default())
+                };
+                let r = kafka::consume(
+                    &kcfg,
+                    &brokers,
+                    status,
+                    &stop,
+                    resume,
+                    |batch, rejects, positions| {
+                        // Between batches: everything before this one is applied, dead-lettered
+                        // and its offsets stored, so the checkpoint and its positions agree.
+                        if let Some(c) = checkpointer.as_mut().filter(|c| c.due()) {
+                            c.take(|| capture(&engine, &live));
                         }
-                        e.apply(batch).late_rows
-                    };
-                    // Alerts are evaluated on the ingest path, after the batch (rounds are
-                    // rate-limited; if the clock thread is evaluating, it covers this batch).
-                    if let Some(l) = &live {
-                        if let Ok(mut l) = l.try_lock() {
-                            l.poll(&engine);
+                        let late = {
+                            let mut e = engine.lock().expect("engine lock");
+                            for &r in rejects {
+                                e.count_rejected(r, 1);
+                            }
+                            let late = e.apply(batch).late_rows;
+                            e.record_positions(positions.iter().copied());
+                            late
+                        };
+                        // Alerts are evaluated on the ingest path, after the batch (rounds are
+                        // rate-limited; if the clock thread is evaluating, it covers this batch).
+                        if let Some(l) = &live {
+                            if let Ok(mut l) = l.try_lock() {
+                                l.poll(&engine);
+                            }
                         }
-                    }
-                    late
-                });
+                        late
+                    },
+                );
+                // The consumer has stopped: everything read is applied. One last checkpoint.
+                if let Some(c) = checkpointer {
+                    c.finish(Some(capture(&engine, &live)));
+                }
                 let _ = done_tx.send(r);
             })
             .context("cannot start the Kafka consumer thread")?
@@ -252,6 +363,15 @@ pub async fn serve(
         kafka: status,
         started: Instant::now(),
         alerts: live_alerts.clone(),
+        queries: crate::sql::QueryRunner::new(crate::sql::Limits {
+            max_rows: cfg.http.max_rows,
+            timeout: std::time::Duration::from_millis(cfg.http.query_timeout_ms as u64),
+            memory_bytes: cfg.http.query_memory_bytes,
+        })
+        .context("cannot start the query threads")?,
+        token: cfg.http.token.clone(),
+        max_body_bytes: cfg.http.max_body_bytes,
+        checkpoints: checkpoint_stats,
     });
     let consumer_failed = Arc::new(Mutex::new(None));
     let failed = consumer_failed.clone();

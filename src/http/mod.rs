@@ -8,6 +8,10 @@
 //! `{"sql": "..."}` with a JSON content type), `GET /api/live` and `/api/stream` (server-sent
 //! events) for the dashboard, `GET /api/queries`, `GET /assets/*`,
 //! `GET /api/servers`, `GET /api/alerts`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! Guards: an optional bearer token on every route but `/healthz` (a browser trades `/?token=`
+//! for an HttpOnly cookie), a request body limit, and `POST /api/sql` run by the
+//! [`sql::QueryRunner`] under a row limit, a timeout and a memory pool.
 
 mod process;
 
@@ -46,6 +50,14 @@ pub struct ServiceState {
     pub started: Instant,
     /// The alert evaluator and sinks (None without rules).
     pub alerts: Option<Arc<Mutex<LiveAlerts>>>,
+    /// Runs `POST /api/sql` under the configured limits.
+    pub queries: sql::QueryRunner,
+    /// The bearer token every route but `/healthz` requires (None: open).
+    pub token: Option<String>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Checkpoint counts (None without checkpoints).
+    pub checkpoints: Option<Arc<crate::checkpoint::CheckpointStats>>,
 }
 
 impl ServiceState {
@@ -90,13 +102,103 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
+}
+
+/// The cookie a browser gets after opening `/?token=...`, so the dashboard's own requests
+/// (including the `EventSource` stream, which cannot send headers) carry the token.
+const TOKEN_COOKIE: &str = "gatewatch_token";
+
+/// With a token configured, every route but `/healthz` needs `Authorization: Bearer <token>`
+/// or the cookie set by opening `/?token=<token>`.
+async fn require_token(
+    State(state): State<Arc<ServiceState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(expected) = state.token.as_deref() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+        .next();
+    if bearer.or(cookie).is_some_and(|t| same_secret(t, expected)) {
+        return next.run(req).await;
+    }
+    if req.uri().path() == "/" {
+        let query = req.uri().query().unwrap_or("");
+        let from_query = query
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("token="))
+            .next();
+        if from_query.is_some_and(|t| same_secret(t, expected)) {
+            // Move the token out of the address bar (and history) into an HttpOnly cookie;
+            // keep the rest of the query (`/?token=...&sql=...` still opens with that query).
+            let rest: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
+                .collect();
+            let location = if rest.is_empty() {
+                "/".to_string()
+            } else {
+                format!("/?{}", rest.join("&"))
+            };
+            let cookie = format!("{TOKEN_COOKIE}={expected}; Path=/; HttpOnly; SameSite=Strict");
+            return (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, location), (header::SET_COOKIE, cookie)],
+            )
+                .into_response();
+        }
+    }
+    let body = serde_json::json!({
+        "error": "this gatewatch requires a token: send Authorization: Bearer <token> (the service's http.token or GATEWATCH_HTTP_TOKEN), use gatewatch query --token, or open /?token=<token> in a browser"
+    })
+    .to_string()
+        + "\n";
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Bearer realm=\"gatewatch\""),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Compares without stopping at the first differing byte (no timing hint of the prefix).
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// An error as the client sees it: a status and one sentence, as JSON `{"error": ...}`.
 #[derive(Debug)]
 enum ApiError {
     BadRequest(String),
+    TooLarge(String),
     Internal(String),
 }
 
@@ -110,6 +212,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, msg) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "HTTP request failed.");
                 (
@@ -208,12 +311,19 @@ fn sql_text(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
 async fn sql_handler(
     State(state): State<Arc<ServiceState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+            "the request body is larger than http.max_body ({} bytes); send only the SQL text",
+            state.max_body_bytes
+        )),
+        _ => ApiError::BadRequest(format!("cannot read the request body: {e}")),
+    })?;
     let sql = sql_text(&headers, &body)?;
     let started = Instant::now();
     let snapshot = state.snapshot().await?;
-    let result = sql::query_snapshot(snapshot, &sql).await?;
+    let result = state.queries.run(snapshot, &sql).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         rows = result.num_rows(),
@@ -473,7 +583,7 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
             "gatewatch_kafka_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
         );
     }
-    let simple: [(&str, &str, &str, f64); 11] = [
+    let simple: [(&str, &str, &str, f64); 12] = [
         (
             "gatewatch_duplicates_total",
             "counter",
@@ -485,6 +595,12 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
             "counter",
             "Disconnect or latency events for a session that is not active.",
             counters.orphans as f64,
+        ),
+        (
+            "gatewatch_events_dropped_early_total",
+            "counter",
+            "Rows the events table dropped before retention to stay within engine.events_memory.",
+            counters.events_dropped_early as f64,
         ),
         (
             "gatewatch_duplicate_connects_total",
@@ -571,6 +687,9 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
     {
         server_metrics(&mut out, &snap, &hists);
     }
+    if let Some(c) = &state.checkpoints {
+        checkpoint_metrics(&mut out, c);
+    }
     process::write(&mut out);
     (
         [(
@@ -580,6 +699,51 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
         out,
     )
         .into_response()
+}
+
+fn checkpoint_metrics(out: &mut String, c: &crate::checkpoint::CheckpointStats) {
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    for (name, kind, help, v) in [
+        (
+            "gatewatch_checkpoints_written_total",
+            "counter",
+            "Checkpoints written.",
+            ld(&c.written) as f64,
+        ),
+        (
+            "gatewatch_checkpoint_failures_total",
+            "counter",
+            "Checkpoints that could not be written (ingest goes on).",
+            ld(&c.failures) as f64,
+        ),
+        (
+            "gatewatch_checkpoint_last_success_timestamp_seconds",
+            "gauge",
+            "When the newest checkpoint was written (0: none yet).",
+            ld(&c.last_success_ms) as f64 / 1000.0,
+        ),
+        (
+            "gatewatch_checkpoint_last_bytes",
+            "gauge",
+            "Size of the newest checkpoint.",
+            ld(&c.last_bytes) as f64,
+        ),
+        (
+            "gatewatch_checkpoint_capture_seconds",
+            "gauge",
+            "How long the newest checkpoint held the engine lock (ingest waits this long).",
+            ld(&c.last_capture_us) as f64 / 1e6,
+        ),
+        (
+            "gatewatch_checkpoint_write_seconds",
+            "gauge",
+            "How long writing the newest checkpoint took (off the ingest path).",
+            ld(&c.last_write_us) as f64 / 1e6,
+        ),
+    ] {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 fn server_metrics(

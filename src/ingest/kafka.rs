@@ -23,6 +23,7 @@ use arrow::array::RecordBatch;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::RebalanceProtocol;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance,
 };
@@ -30,7 +31,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{decode_record, MAX_RECORD_BYTES};
 use crate::config::KafkaConfig;
@@ -113,6 +114,40 @@ struct IngestContext {
     status: Arc<KafkaStatus>,
     brokers: String,
     in_flight: Arc<InFlight>,
+    /// Where to start reading each partition, from a checkpoint; taken on its first assignment.
+    resume: Mutex<Option<Resume>>,
+}
+
+/// Where a restarted service resumes: the positions its restored state reflects. Partitions
+/// assigned and not listed start from their beginning (the state has nothing of them), not
+/// from the group's committed offset (which may be past what the checkpoint holds).
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Next offset to read per (topic, partition).
+    pub positions: BTreeMap<(String, i32), i64>,
+}
+
+impl IngestContext {
+    /// Sets the start offset of newly assigned partitions from the checkpoint, once each.
+    fn position_assignment(&self, tpl: &mut TopicPartitionList) {
+        let mut resume = self.resume.lock().expect("not poisoned");
+        let Some(r) = resume.as_mut() else { return };
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for (topic, partition) in assigned {
+            let offset = match r.positions.remove(&(topic.clone(), partition)) {
+                Some(o) => Offset::Offset(o),
+                None => Offset::Beginning,
+            };
+            tracing::info!(topic, partition, offset = ?offset, "Resuming the partition where the checkpoint left it.");
+            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                tracing::warn!(topic, partition, error = %e, "Could not set the resume offset; the group's committed offset is used.");
+            }
+        }
+    }
 }
 
 impl ClientContext for IngestContext {
@@ -152,6 +187,41 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
+    /// rdkafka's own rebalance, with the checkpoint's positions put into an assignment before
+    /// it is made (eager protocol: gatewatch does not enable cooperative assignors).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr as E;
+        let rebalance = match err {
+            E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.position_assignment(tpl);
+                Rebalance::Assign(tpl)
+            }
+            E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            _ => Rebalance::Error(KafkaError::Rebalance(err.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let done = match (&rebalance, consumer.rebalance_protocol()) {
+            (Rebalance::Assign(t), RebalanceProtocol::Cooperative) => {
+                consumer.incremental_assign(t)
+            }
+            (Rebalance::Assign(t), _) => consumer.assign(t),
+            (Rebalance::Revoke(t), RebalanceProtocol::Cooperative) => {
+                consumer.incremental_unassign(t)
+            }
+            (Rebalance::Revoke(_), _) => consumer.unassign(),
+            (Rebalance::Error(_), _) => Ok(()),
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "Applying a Kafka rebalance failed; the group retries by itself.");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             // Wait until every polled batch is applied and its offsets stored, then commit
@@ -494,10 +564,11 @@ pub fn consume<F>(
     brokers: &str,
     status: Arc<KafkaStatus>,
     stop: &AtomicBool,
+    resume: Option<Resume>,
     apply: F,
 ) -> Result<(), KafkaIngestError>
 where
-    F: FnMut(&RecordBatch, &[Reason]) -> Vec<u32> + Send,
+    F: FnMut(&RecordBatch, &[Reason], &[(&str, i32, i64)]) -> Vec<u32> + Send,
 {
     let in_flight = Arc::new(InFlight::default());
     let consumer: BaseConsumer<IngestContext> = consumer_config(cfg, brokers)
@@ -505,6 +576,7 @@ where
             status: status.clone(),
             brokers: brokers.to_string(),
             in_flight: in_flight.clone(),
+            resume: Mutex::new(resume),
         })
         .map_err(|source| KafkaIngestError::Client {
             what: "consumer",
@@ -668,7 +740,7 @@ fn process<F>(
     raw: &RawBatch,
     apply: &mut F,
 ) where
-    F: FnMut(&RecordBatch, &[Reason]) -> Vec<u32>,
+    F: FnMut(&RecordBatch, &[Reason], &[(&str, i32, i64)]) -> Vec<u32>,
 {
     let mut columns = EventColumns::with_capacity(raw.len());
     let mut row_message: Vec<u32> = Vec::with_capacity(raw.len());
@@ -687,7 +759,17 @@ fn process<F>(
     }
     let batch = columns.finish();
     let reasons: Vec<Reason> = dead.iter().map(|d| d.1).collect();
-    let late = apply(&batch, &reasons);
+    let mut next: BTreeMap<(u16, i32), i64> = BTreeMap::new();
+    for &(t, p, o) in &raw.origin {
+        let e = next.entry((t, p)).or_insert(o);
+        *e = (*e).max(o);
+    }
+    // The next offset to read of each partition, once this batch is applied.
+    let positions: Vec<(&str, i32, i64)> = next
+        .iter()
+        .map(|(&(t, p), &o)| (raw.topics[t as usize].as_str(), p, o + 1))
+        .collect();
+    let late = apply(&batch, &reasons, &positions);
     dead.extend(
         late.iter()
             .map(|&row| (row_message[row as usize], Reason::Late)),
@@ -705,11 +787,6 @@ fn process<F>(
                 tracing::warn!(error = %e, "Waiting for the dead-letter topic to accept rejected messages.");
             }
         }
-    }
-    let mut next: BTreeMap<(u16, i32), i64> = BTreeMap::new();
-    for &(t, p, o) in &raw.origin {
-        let e = next.entry((t, p)).or_insert(o);
-        *e = (*e).max(o);
     }
     for (&(t, partition), &offset) in &next {
         let topic = raw.topics[t as usize].as_str();

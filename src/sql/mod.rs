@@ -26,6 +26,15 @@ pub enum SqlError {
     /// Parse, plan or execution error from DataFusion.
     #[error("SQL error: {0}")]
     Query(String),
+    /// The query ran longer than the service allows.
+    #[error("the query was stopped after {0} s (http.query_timeout); narrow it with WHERE on ts/minute/second, or aggregate before joining")]
+    Timeout(u64),
+    /// The result has more rows than the service returns.
+    #[error("the result has more than {0} rows (http.max_rows); add LIMIT, aggregate, or narrow it with WHERE")]
+    TooManyRows(usize),
+    /// A join, sort or aggregation needed more memory than allowed.
+    #[error("the query needs more memory than http.query_memory allows ({0} MiB); narrow it with WHERE, aggregate before joining, or add LIMIT")]
+    OutOfMemory(usize),
 }
 
 impl From<DataFusionError> for SqlError {
@@ -85,10 +94,20 @@ impl QueryResult {
 
 /// A DataFusion context with gatewatch's tables over `snapshot` and the hdr functions.
 pub fn context(snapshot: Arc<Snapshot>) -> SessionContext {
-    let config = SessionConfig::new()
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    context_with(
+        snapshot,
+        SessionContext::new_with_config(session_config(cores)),
+    )
+}
+
+fn session_config(partitions: usize) -> SessionConfig {
+    SessionConfig::new()
         .with_information_schema(true)
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let ctx = SessionContext::new_with_config(config);
+        .with_target_partitions(partitions.max(1))
+}
+
+fn context_with(snapshot: Arc<Snapshot>, ctx: SessionContext) -> SessionContext {
     for t in Table::ALL {
         ctx.register_table(t.name(), Arc::new(SnapshotTable::new(t, snapshot.clone())))
             .expect("fresh context has no tables");
@@ -102,6 +121,36 @@ pub fn context(snapshot: Arc<Snapshot>) -> SessionContext {
     ctx
 }
 
+/// Plans `sql` as a read-only statement. DataFusion's own options refuse DDL, DML and `SET`;
+/// `COPY` and `CREATE EXTERNAL TABLE` are refused here first, so that they read as refusals
+/// even when the file format they name does not exist in this build.
+async fn plan(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<datafusion::dataframe::DataFrame, SqlError> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    if let Ok(statements) = DFParser::parse_sql(sql) {
+        for st in &statements {
+            let refused = match st {
+                Statement::CopyTo(_) => Some("INSERT, UPDATE, DELETE and COPY"),
+                Statement::CreateExternalTable(_) => {
+                    Some("creating, dropping or altering tables and views")
+                }
+                Statement::Reset(_) => Some("SET, transactions and other statements"),
+                Statement::Explain(e) => match e.statement.as_ref() {
+                    Statement::Statement(_) => None,
+                    _ => Some("EXPLAIN of anything but a query"),
+                },
+                Statement::Statement(_) => None,
+            };
+            if let Some(what) = refused {
+                return Err(SqlError::ReadOnly(what.into()));
+            }
+        }
+    }
+    Ok(ctx.sql_with_options(sql, read_only()).await?)
+}
+
 fn read_only() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
@@ -112,15 +161,170 @@ fn read_only() -> SQLOptions {
 /// Plans a statement without running it: catches syntax errors, unknown columns and writes
 /// before any input is read.
 pub async fn check(snapshot: Arc<Snapshot>, sql: &str) -> Result<(), SqlError> {
-    context(snapshot).sql_with_options(sql, read_only()).await?;
+    plan(&context(snapshot), sql).await?;
     Ok(())
 }
 
 /// Plans and runs one read-only statement.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<QueryResult, SqlError> {
-    let df = ctx.sql_with_options(sql, read_only()).await?;
+    let df = plan(ctx, sql).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
+    Ok(QueryResult { schema, batches })
+}
+
+/// Limits on one query of the service (`[http]` max_rows, query_timeout, query_memory).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most rows returned.
+    pub max_rows: usize,
+    /// Longest run.
+    pub timeout: std::time::Duration,
+    /// Memory for joins, sorts and aggregations (DataFusion's memory pool), bytes.
+    pub memory_bytes: usize,
+}
+
+/// Runs the service's queries under [`Limits`], on threads of their own that the OS schedules
+/// behind ingest (nice 10): a runaway query slows other queries, not the consumer.
+pub struct QueryRunner {
+    runtime: Option<tokio::runtime::Runtime>,
+    limits: Limits,
+    partitions: usize,
+}
+
+impl QueryRunner {
+    /// Starts the query threads: one per core but one, at least one.
+    pub fn new(limits: Limits) -> std::io::Result<QueryRunner> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("gatewatch-sql")
+            .enable_time()
+            .on_thread_start(lower_priority)
+            .build()?;
+        Ok(QueryRunner {
+            runtime: Some(runtime),
+            limits,
+            partitions: threads,
+        })
+    }
+
+    /// The limits this runner enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Plans and runs `sql` over `snapshot` on the query threads. Dropping the returned future
+    /// (a client that hung up) stops the query.
+    pub async fn run(&self, snapshot: Arc<Snapshot>, sql: &str) -> Result<QueryResult, SqlError> {
+        let limits = self.limits;
+        let partitions = self.partitions;
+        let sql = sql.to_string();
+        let task = self
+            .runtime
+            .as_ref()
+            .expect("runtime lives until drop")
+            .spawn(async move {
+                let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                    .with_memory_limit(limits.memory_bytes, 1.0)
+                    // No spilling to disk: a query that does not fit fails instead of filling it.
+                    .with_disk_manager_builder(
+                        datafusion::execution::disk_manager::DiskManagerBuilder::default()
+                            .with_mode(
+                                datafusion::execution::disk_manager::DiskManagerMode::Disabled,
+                            ),
+                    )
+                    .build_arc()?;
+                let ctx = context_with(
+                    snapshot,
+                    SessionContext::new_with_config_rt(session_config(partitions), runtime),
+                );
+                let run = collect_limited(&ctx, &sql, limits.max_rows);
+                match tokio::time::timeout(limits.timeout, run).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SqlError::Timeout(limits.timeout.as_secs().max(1))),
+                }
+                .map_err(|e| match e {
+                    SqlError::Query(m) if m.contains("Resources exhausted") => {
+                        SqlError::OutOfMemory(limits.memory_bytes >> 20)
+                    }
+                    e => e,
+                })
+            });
+        let mut guard = AbortOnDrop(task);
+        match (&mut guard.0).await {
+            Ok(r) => r,
+            Err(e) => Err(SqlError::Query(format!("the query task failed: {e}"))),
+        }
+    }
+}
+
+impl Drop for QueryRunner {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one's worker panics; let its threads go quietly.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Nice 10 for the calling thread (Linux applies `setpriority` per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; `0` names the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
+/// Runs `sql`, failing as soon as the result passes `max_rows`.
+async fn collect_limited(
+    ctx: &SessionContext,
+    sql: &str,
+    max_rows: usize,
+) -> Result<QueryResult, SqlError> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::coop::CooperativeExec;
+    use futures::StreamExt;
+    let df = plan(ctx, sql).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let task = df.task_ctx();
+    // Every operator yields to the scheduler now and then, not only the scans: a join that turns
+    // a few input batches into billions of rows would otherwise never return from one poll, and
+    // neither the timeout nor a client hanging up could stop it.
+    let plan = df
+        .create_physical_plan()
+        .await?
+        .transform_up(|node| {
+            if node.name() == "CooperativeExec" {
+                Ok(Transformed::no(node))
+            } else {
+                Ok(Transformed::yes(Arc::new(CooperativeExec::new(node))
+                    as Arc<dyn datafusion::physical_plan::ExecutionPlan>))
+            }
+        })?
+        .data;
+    let mut stream = datafusion::physical_plan::execute_stream(plan, Arc::new(task))?;
+    let mut batches = Vec::new();
+    let mut rows = 0usize;
+    while let Some(b) = stream.next().await {
+        let b = b?;
+        rows += b.num_rows();
+        if rows > max_rows {
+            return Err(SqlError::TooManyRows(max_rows));
+        }
+        batches.push(b);
+    }
     Ok(QueryResult { schema, batches })
 }
 

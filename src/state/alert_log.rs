@@ -62,6 +62,11 @@ pub struct AlertLog {
 }
 
 impl AlertLog {
+    /// Every transition held, oldest first.
+    pub fn all(&self) -> &[AlertRecord] {
+        &self.records
+    }
+
     /// Appends transitions.
     pub fn extend(&mut self, records: &[AlertRecord]) {
         self.records.extend_from_slice(records);

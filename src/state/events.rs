@@ -17,6 +17,7 @@ struct Stored {
     batch: RecordBatch,
     min_ts: i64,
     max_ts: i64,
+    bytes: usize,
 }
 
 impl Stored {
@@ -26,10 +27,12 @@ impl Stored {
             .as_primitive::<TimestampMillisecondType>();
         let min_ts = arrow::compute::min(ts).unwrap_or(i64::MAX);
         let max_ts = arrow::compute::max(ts).unwrap_or(i64::MIN);
+        let bytes = batch.get_array_memory_size();
         Stored {
             batch,
             min_ts,
             max_ts,
+            bytes,
         }
     }
 }
@@ -40,6 +43,7 @@ pub struct EventStore {
     sealed: Vec<Stored>,
     open: Vec<RecordBatch>,
     open_rows: usize,
+    sealed_bytes: usize,
 }
 
 impl EventStore {
@@ -49,7 +53,7 @@ impl EventStore {
             return;
         }
         if batch.num_rows() >= SEAL_ROWS / 2 && self.open.is_empty() {
-            self.sealed.push(Stored::new(batch));
+            self.keep(Stored::new(batch));
             return;
         }
         self.open_rows += batch.num_rows();
@@ -68,12 +72,74 @@ impl EventStore {
             .expect("batches share the events schema");
         self.open.clear();
         self.open_rows = 0;
-        self.sealed.push(Stored::new(merged));
+        self.keep(Stored::new(merged));
+    }
+
+    /// Sealed and open batches, for a checkpoint.
+    pub(super) fn parts(&self) -> (Vec<RecordBatch>, &[RecordBatch]) {
+        (
+            self.sealed.iter().map(|s| s.batch.clone()).collect(),
+            &self.open,
+        )
+    }
+
+    /// A store from a checkpoint's parts.
+    pub(super) fn from_parts(sealed: Vec<RecordBatch>, open: Vec<RecordBatch>) -> EventStore {
+        let mut store = EventStore {
+            open_rows: open.iter().map(RecordBatch::num_rows).sum(),
+            open,
+            ..EventStore::default()
+        };
+        for b in sealed {
+            store.keep(Stored::new(b));
+        }
+        store
+    }
+
+    fn keep(&mut self, s: Stored) {
+        self.sealed_bytes += s.bytes;
+        self.sealed.push(s);
     }
 
     /// Drops sealed batches entirely older than `horizon`.
     pub fn evict_before(&mut self, horizon: i64) {
         self.sealed.retain(|s| s.max_ts >= horizon);
+        self.sealed_bytes = self.sealed.iter().map(|s| s.bytes).sum();
+    }
+
+    /// Memory held by sealed batches, bytes (the open ones are at most a few thousand rows).
+    pub fn bytes(&self) -> usize {
+        self.sealed_bytes
+    }
+
+    /// Drops the oldest sealed batches (by their newest event) until at most `limit` bytes are
+    /// held; returns the rows dropped. A burst cannot make the `events` table outgrow memory:
+    /// it loses its oldest rows early instead (sessions, concurrency and latency are kept apart
+    /// and lose nothing).
+    pub fn shrink_to(&mut self, limit: usize) -> u64 {
+        if self.sealed_bytes <= limit {
+            return 0;
+        }
+        let mut order: Vec<usize> = (0..self.sealed.len()).collect();
+        order.sort_by_key(|&i| self.sealed[i].max_ts);
+        let mut drop = vec![false; self.sealed.len()];
+        let mut bytes = self.sealed_bytes;
+        let mut rows = 0u64;
+        for i in order {
+            if bytes <= limit {
+                break;
+            }
+            drop[i] = true;
+            bytes -= self.sealed[i].bytes;
+            rows += self.sealed[i].batch.num_rows() as u64;
+        }
+        let mut i = 0;
+        self.sealed.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+        self.sealed_bytes = bytes;
+        rows
     }
 
     /// All events with `ts >= horizon` (all if None).
@@ -114,4 +180,43 @@ fn trim(batch: &RecordBatch, horizon: i64) -> RecordBatch {
     let ts_utc = ts.clone().with_timezone_opt(None::<String>);
     let mask = gt_eq(&ts_utc, &scalar).expect("same types");
     arrow::compute::filter_record_batch(batch, &mask).expect("mask matches batch")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{decode, EventColumns};
+
+    fn batch(first_ts: i64, rows: usize) -> RecordBatch {
+        let mut cols = EventColumns::with_capacity(rows);
+        for i in 0..rows {
+            let line = format!(
+                r#"{{"type":"reject","ts":{},"server":"gw-01","id":"e{first_ts}-{i}"}}"#,
+                first_ts + i as i64
+            );
+            cols.push(&decode(line.as_bytes()).unwrap());
+        }
+        cols.finish()
+    }
+
+    #[test]
+    fn a_burst_keeps_the_newest_rows_within_the_memory_limit() {
+        let mut store = EventStore::default();
+        let one = Stored::new(batch(0, SEAL_ROWS)).bytes;
+        let limit = one * 3 + one / 2;
+        let mut dropped = 0;
+        // Out of order on purpose: the oldest by event time go first, not the first pushed.
+        for start in [5, 1, 4, 2, 3, 0, 6, 7] {
+            store.push(batch(start * 1_000_000, SEAL_ROWS));
+            dropped += store.shrink_to(limit);
+            assert!(store.bytes() <= limit);
+        }
+        assert_eq!(dropped, 5 * SEAL_ROWS as u64);
+        let mut kept: Vec<i64> = store.sealed.iter().map(|s| s.min_ts).collect();
+        kept.sort();
+        assert_eq!(kept, vec![5_000_000, 6_000_000, 7_000_000]);
+        assert_eq!(store.shrink_to(usize::MAX), 0);
+        store.evict_before(6_000_000);
+        assert_eq!(store.bytes(), 2 * one);
+    }
 }

@@ -348,11 +348,27 @@ impl MinuteSummary {
 /// sealed minutes by start time.
 #[derive(Default)]
 pub struct MinuteSeries {
-    open: Vec<(i64, Vec<u64>)>,
+    open: OpenMinutes,
     sealed: BTreeMap<i64, MinuteSummary>,
 }
 
+/// Open minutes: start and raw samples (µs).
+pub(super) type OpenMinutes = Vec<(i64, Vec<u64>)>;
+
 impl MinuteSeries {
+    /// Open minutes and sealed ones, for a checkpoint.
+    pub(super) fn parts(&self) -> (&OpenMinutes, &BTreeMap<i64, MinuteSummary>) {
+        (&self.open, &self.sealed)
+    }
+
+    /// A series from a checkpoint's parts.
+    pub(super) fn from_parts(
+        open: OpenMinutes,
+        sealed: BTreeMap<i64, MinuteSummary>,
+    ) -> MinuteSeries {
+        MinuteSeries { open, sealed }
+    }
+
     /// Records a sample (ms) at event time `ts`.
     pub fn record(&mut self, ts: i64, value_ms: f64) {
         let minute = ts - ts.rem_euclid(60_000);

@@ -19,6 +19,7 @@
 //!   snapshot is read (see [`timeline`]), so it cannot drift.
 
 pub mod alert_log;
+pub mod checkpoint;
 pub mod events;
 pub mod latency;
 pub mod timeline;
@@ -52,6 +53,8 @@ pub struct Counters {
     pub duplicate_connects: u64,
     /// A `disconnect` or `latency` for a session not active.
     pub orphans: u64,
+    /// Rows the `events` table dropped before retention to stay within `engine.events_memory`.
+    pub events_dropped_early: u64,
 }
 
 impl Counters {
@@ -174,6 +177,8 @@ impl Active {
 
 /// Typed columns of one decoded batch, shared by the reorder buffer entries that point into it.
 pub struct ChunkView {
+    /// The batch itself (a checkpoint copies buffered rows out of it).
+    batch: RecordBatch,
     kinds: Vec<EventType>,
     ts: arrow::buffer::ScalarBuffer<i64>,
     server: StringArray,
@@ -217,6 +222,7 @@ impl ChunkView {
             })
             .collect();
         ChunkView {
+            batch: batch.clone(),
             kinds,
             ts: batch
                 .column(col::TS)
@@ -715,6 +721,10 @@ pub struct Engine {
     seq: u64,
     last_maintenance: i64,
     alerts: AlertLog,
+    /// Per input partition (topic, partition): the next position to read, as recorded by
+    /// the ingest loop with each applied batch. Checkpoints carry it so a restart resumes
+    /// exactly after the state it loads.
+    positions: BTreeMap<(Arc<str>, i32), i64>,
 }
 
 impl Engine {
@@ -730,6 +740,7 @@ impl Engine {
             seq: 0,
             last_maintenance: i64::MIN,
             alerts: AlertLog::default(),
+            positions: BTreeMap::new(),
             cfg,
         };
         let configured: Vec<_> = e
@@ -886,6 +897,16 @@ impl Engine {
             arrow::compute::filter_record_batch(batch, &mask).expect("mask matches batch")
         };
         self.events.push(kept);
+        let dropped_early = self.events.shrink_to(self.cfg.events_memory_bytes);
+        if dropped_early > 0 {
+            if self.counters.events_dropped_early == 0 {
+                tracing::warn!(
+                    limit_mib = self.cfg.events_memory_bytes >> 20,
+                    "The events table reached engine.events_memory; its oldest rows now go before retention (sessions, concurrency and latency keep everything). Raise engine.events_memory or lower engine.retention."
+                );
+            }
+            self.counters.events_dropped_early += dropped_early;
+        }
         self.maintain(false);
         applied
     }
@@ -1060,6 +1081,26 @@ impl Engine {
             counters: self.counters.clone(),
             alerts: self.alerts.records(retention_horizon),
         }
+    }
+
+    /// Records, with an applied batch, the next position to read of each input partition in it.
+    pub fn record_positions<'a>(&mut self, next: impl IntoIterator<Item = (&'a str, i32, i64)>) {
+        for (topic, partition, offset) in next {
+            match self.positions.get_mut(&(topic.into(), partition)) {
+                Some(o) => *o = (*o).max(offset),
+                None => {
+                    self.positions.insert((topic.into(), partition), offset);
+                }
+            }
+        }
+    }
+
+    /// The next position to read per (topic, partition) the state reflects.
+    pub fn positions(&self) -> Vec<(String, i32, i64)> {
+        self.positions
+            .iter()
+            .map(|((t, p), o)| (t.to_string(), *p, *o))
+            .collect()
     }
 
     /// Records alert transitions (from the evaluator) for the `alerts` table.

@@ -28,7 +28,7 @@ const TIMEOUT: i64 = 15 * 60_000;
 const T0: i64 = 1_584_428_400_000; // 2020-03-17T07:00:00Z
 
 #[derive(Clone, Debug)]
-struct Ev {
+pub(crate) struct Ev {
     kind: &'static str,
     ts: i64,
     server: String,
@@ -96,12 +96,12 @@ impl Ev {
     }
 }
 
-struct Stream {
+pub(crate) struct Stream {
     /// Lines in arrival order; `None` marks garbage with its expected reason.
-    arrivals: Vec<(Option<Ev>, String, Option<&'static str>)>,
+    pub(crate) arrivals: Vec<(Option<Ev>, String, Option<&'static str>)>,
 }
 
-fn generate(seed: u64) -> Stream {
+pub(crate) fn generate(seed: u64) -> Stream {
     let mut rng = Rng::new(seed);
     let servers = ["gw-a", "gw-b", "gw-c"];
     let span = 2 * 3_600_000;

@@ -1,11 +1,14 @@
 //! The one integration-test binary (one link of DataFusion, not one per file).
 
 mod alerts;
+mod checkpoint;
 mod cli;
 mod dashboard;
 mod exactness;
 mod faults;
+mod guardrails;
 mod kafka;
 mod queries;
+mod restart;
 mod service;
 mod support;

@@ -49,11 +49,12 @@ fn embedded_default_serves_live_data_sql_and_metrics() {
     let url = url.expect("gatewatch run prints the URL to open");
     let u = Url::parse(&url).unwrap();
     let get = |path: &str, accept: &str| {
-        let r = request(&u, "GET", path, accept, b"").unwrap();
+        let r = request(&u, "GET", path, accept, b"", None).unwrap();
         (r.status, String::from_utf8_lossy(&r.body).into_owned())
     };
-    let post =
-        |sql: &str, accept: &str| request(&u, "POST", "/api/sql", accept, sql.as_bytes()).unwrap();
+    let post = |sql: &str, accept: &str| {
+        request(&u, "POST", "/api/sql", accept, sql.as_bytes(), None).unwrap()
+    };
 
     assert_eq!(get("/healthz", "*/*"), (200, "ok\n".into()));
     let (s, page) = get("/", "text/html");

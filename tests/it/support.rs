@@ -144,8 +144,15 @@ impl Service {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let r =
-            client::request(&Url::parse(&self.url()).unwrap(), "GET", path, "*/*", b"").unwrap();
+        let r = client::request(
+            &Url::parse(&self.url()).unwrap(),
+            "GET",
+            path,
+            "*/*",
+            b"",
+            None,
+        )
+        .unwrap();
         (r.status, String::from_utf8(r.body).unwrap())
     }
 
@@ -161,7 +168,7 @@ impl Service {
 
     /// An SQL answer as CSV, through `gatewatch query`'s client (Arrow IPC on the wire).
     pub fn sql_csv(&self, sql: &str) -> String {
-        let r = gatewatch::app::query_service(&self.url(), sql).unwrap();
+        let r = gatewatch::app::query_service(&self.url(), sql, None).unwrap();
         let mut out = Vec::new();
         write_result(&r, Format::Csv, &mut out).unwrap();
         String::from_utf8(out).unwrap()

@@ -1,0 +1,170 @@
+//! Ingest rate of the live service while a runaway query runs, against the same service idle.
+//!
+//! Produces the simulator's story to a fresh 4-partition topic, then runs the whole service
+//! (`app::service::serve`: Kafka consumer, engine, HTTP) in this process, each round in a fresh
+//! consumer group from the earliest offset. In a "runaway" round a client posts a cross join
+//! over `events` to `POST /api/sql` again and again (each one is stopped by `http.query_timeout`,
+//! 5 s here) for as long as ingest runs; in a "quiet" round nobody queries. The rate is measured
+//! from `gatewatch_kafka_messages_total` between 10 % and 90 % of the topic, so group joins and
+//! the tail are not timed. Rounds alternate; prints every round, the medians and their ratio.
+//!
+//! Run: `bash benches/query_isolation.sh [DAYS]` (starts tansu), or with
+//! `GATEWATCH_BENCH_BROKERS=host:port cargo bench --bench query_isolation`. Also
+//! `GATEWATCH_BENCH_DAYS` (default 6) and `GATEWATCH_BENCH_ROUNDS` (3).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatewatch::app::service;
+use gatewatch::config::Config;
+use gatewatch::http_client::{request, Url};
+use gatewatch::sim::{self, KafkaSink, Playback};
+
+const RUNAWAY: &str =
+    "SELECT count(*) FROM events a, events b, events c WHERE a.server <> c.server";
+
+mod common;
+use common::create_topic;
+
+fn main() {
+    let brokers = std::env::var("GATEWATCH_BENCH_BROKERS")
+        .expect("set GATEWATCH_BENCH_BROKERS, or run benches/query_isolation.sh");
+    let env_num = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let days = env_num("GATEWATCH_BENCH_DAYS", 6);
+    let rounds = env_num("GATEWATCH_BENCH_ROUNDS", 3);
+    let topic = format!("isolation-{}", std::process::id());
+    create_topic(&brokers, &topic);
+    let mut sink = KafkaSink::new(&brokers, &topic, &Default::default()).unwrap();
+    let playback = Playback {
+        start_day: gatewatch::event::parse_rfc3339_ms("2020-03-16T00:00:00Z").unwrap() / 86_400_000,
+        days,
+        seed: 1,
+        users: None,
+        speed: 0.0,
+        fast_until: None,
+    };
+    let n = sim::play(&playback, &mut sink, &AtomicBool::new(false)).unwrap();
+    sink.finish().unwrap();
+    println!("produced {n} events ({days} days of the story) to {topic}");
+
+    let (mut quiet, mut runaway) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for with_query in [round % 2 == 1, round % 2 == 0] {
+            let (rate, queries) = one_round(&brokers, &topic, n, with_query, round);
+            if with_query {
+                println!("round {round}: runaway queries: {rate:>10.0} events/s ({queries} queries stopped by the timeout)");
+                runaway.push(rate);
+            } else {
+                println!("round {round}: quiet:           {rate:>10.0} events/s");
+                quiet.push(rate);
+            }
+        }
+    }
+    let (q, r) = (median(&mut quiet), median(&mut runaway));
+    println!(
+        "median ingest: quiet {q:.0} events/s, during runaway queries {r:.0} events/s; ratio {:.2} (target >= 0.80)",
+        r / q
+    );
+}
+
+/// One service from the earliest offset; returns (events/s between 10 % and 90 %, queries run).
+fn one_round(brokers: &str, topic: &str, n: u64, with_query: bool, round: u32) -> (f64, u64) {
+    let mut cfg = Config::default();
+    cfg.kafka.brokers = Some(brokers.to_string());
+    cfg.kafka.topics = vec![topic.to_string()];
+    cfg.kafka.group = format!("isolation-{}-{round}-{with_query}", std::process::id());
+    cfg.http.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.http.query_timeout_ms = 5_000;
+    // JoinGroup waits about session.timeout.ms / 2 on tansu; keep group joins quick.
+    for (k, v) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ] {
+        cfg.kafka.properties.insert(k.into(), v.into());
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(service::serve(
+            cfg,
+            None,
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |s| {
+                let _ = addr_tx.send(s.http);
+            },
+        ))
+    });
+    let url = Url::parse(&format!("http://{}", addr_rx.recv().unwrap())).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let queries = Arc::new(AtomicU64::new(0));
+    let client = with_query.then(|| {
+        let (url, done, queries) = (url.clone(), done.clone(), queries.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let r = request(
+                    &url,
+                    "POST",
+                    "/api/sql",
+                    "application/json",
+                    RUNAWAY.as_bytes(),
+                    None,
+                )
+                .unwrap();
+                queries.fetch_add(1, Ordering::Relaxed);
+                let body = String::from_utf8_lossy(&r.body);
+                assert!(
+                    r.status == 200 || body.contains("query_timeout"),
+                    "unexpected answer: {} {body}",
+                    r.status
+                );
+            }
+        })
+    });
+    let consumed = || -> u64 {
+        let r = request(&url, "GET", "/metrics", "text/plain", b"", None).unwrap();
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find(|l| l.starts_with("gatewatch_kafka_messages_total "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let (lo, hi) = (n / 10, n * 9 / 10);
+    let mut start = None;
+    let rate = loop {
+        let c = consumed();
+        let now = Instant::now();
+        if start.is_none() && c >= lo {
+            start = Some((now, c));
+        }
+        if c >= hi {
+            let (t0, c0) = start.unwrap();
+            break (c - c0) as f64 / (now - t0).as_secs_f64();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    done.store(true, Ordering::Relaxed);
+    if let Some(c) = client {
+        c.join().unwrap();
+    }
+    let _ = stop_tx.send(());
+    server.join().unwrap().unwrap();
+    (rate, queries.load(Ordering::Relaxed))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

@@ -1,0 +1,760 @@
+//! The engine's whole state as bytes and back, for checkpoints.
+//!
+//! Owns: the encoding of every piece of engine state (open and closed sessions, the reorder
+//! buffers, dedupe ids, per-second rejects and auth failures, minute histograms, capacity
+//! history, counters, symbols, the `events` batches, alert transitions and input positions)
+//! and the exact inverse. A restored engine answers every query, and goes on applying events,
+//! exactly as the one that was saved. Must not touch: files (the caller frames, checksums and
+//! writes the bytes), Kafka.
+//!
+//! The format is a plain little-endian stream written by [`Enc`] and read by [`Dec`]; Arrow
+//! batches (events and buffered rows) are embedded as Arrow IPC streams. [`Enc`] and [`Dec`] are
+//! public so the alert evaluator can save its timers the same way.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use super::alert_log::{AlertLog, AlertRecord};
+use super::events::EventStore;
+use super::latency::{MinuteSeries, MinuteSummary, PromHistogram};
+use super::{
+    Active, Book, ChunkView, Counters, Dedupe, EndReason, Engine, Pending, Server, SessionRow,
+    Symbols,
+};
+use crate::config::EngineConfig;
+use crate::event::{events_schema, Reason, ServerState};
+
+/// Format version of the engine section.
+const ENGINE_VERSION: u32 = 1;
+
+/// Bytes that do not decode as a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+fn bad(what: impl Into<String>) -> DecodeError {
+    DecodeError(what.into())
+}
+
+/// Writes the stream.
+#[derive(Default)]
+pub struct Enc {
+    /// The bytes so far.
+    pub buf: Vec<u8>,
+}
+
+#[allow(missing_docs)]
+impl Enc {
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+    pub fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.buf.extend_from_slice(b);
+    }
+    pub fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    pub fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+        }
+    }
+    pub fn opt_i64(&mut self, v: Option<i64>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.i64(v);
+            }
+        }
+    }
+    pub fn opt_f64(&mut self, v: Option<f64>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.f64(v);
+            }
+        }
+    }
+    pub fn opt_u32(&mut self, v: Option<u32>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.u32(v);
+            }
+        }
+    }
+    /// Batches as one Arrow IPC stream (the schema is written even for none).
+    pub fn batches(&mut self, schema: &arrow::datatypes::Schema, batches: &[RecordBatch]) {
+        let mut out = Vec::new();
+        let mut w =
+            arrow::ipc::writer::StreamWriter::try_new(&mut out, schema).expect("writing to memory");
+        for b in batches {
+            w.write(b).expect("batches share the schema");
+        }
+        w.finish().expect("writing to memory");
+        drop(w);
+        self.bytes(&out);
+    }
+}
+
+/// Reads the stream; every read checks that the bytes are there.
+pub struct Dec<'a> {
+    b: &'a [u8],
+}
+
+#[allow(missing_docs)]
+impl<'a> Dec<'a> {
+    pub fn new(b: &'a [u8]) -> Dec<'a> {
+        Dec { b }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.b.len() < n {
+            return Err(bad("the checkpoint ends early"));
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    pub fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    pub fn f64(&mut self) -> Result<f64, DecodeError> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+    /// A count, checked against what is left (each item takes at least `min_item` bytes), so a
+    /// corrupt length fails cleanly instead of asking for terabytes.
+    pub fn len(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+        let n = self.u64()?;
+        if n.saturating_mul(min_item.max(1) as u64) > self.b.len() as u64 {
+            return Err(bad("a length in the checkpoint is larger than the file"));
+        }
+        Ok(n as usize)
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.len(1)?;
+        self.take(n)
+    }
+    pub fn str(&mut self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes()?)
+            .map_err(|_| bad("a string in the checkpoint is not UTF-8"))
+    }
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(bad("a flag in the checkpoint is neither 0 nor 1")),
+        }
+    }
+    pub fn opt_str(&mut self) -> Result<Option<&'a str>, DecodeError> {
+        Ok(if self.flag()? {
+            Some(self.str()?)
+        } else {
+            None
+        })
+    }
+    pub fn opt_i64(&mut self) -> Result<Option<i64>, DecodeError> {
+        Ok(if self.flag()? {
+            Some(self.i64()?)
+        } else {
+            None
+        })
+    }
+    pub fn opt_f64(&mut self) -> Result<Option<f64>, DecodeError> {
+        Ok(if self.flag()? {
+            Some(self.f64()?)
+        } else {
+            None
+        })
+    }
+    pub fn opt_u32(&mut self) -> Result<Option<u32>, DecodeError> {
+        Ok(if self.flag()? {
+            Some(self.u32()?)
+        } else {
+            None
+        })
+    }
+    pub fn batches(&mut self) -> Result<Vec<RecordBatch>, DecodeError> {
+        let b = self.bytes()?;
+        let r = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(b), None).map_err(
+            |e| {
+                bad(format!(
+                    "an Arrow section of the checkpoint is damaged: {e}"
+                ))
+            },
+        )?;
+        r.collect::<Result<Vec<_>, _>>().map_err(|e| {
+            bad(format!(
+                "an Arrow section of the checkpoint is damaged: {e}"
+            ))
+        })
+    }
+}
+
+fn arc(s: Option<&str>) -> Option<Arc<str>> {
+    s.map(Into::into)
+}
+
+/// The engine's state ready to be written: everything but the events encoded, and the events
+/// as batches (shared with the engine, not copied), so the lock is held only for the small
+/// part and the big part is written outside it.
+pub struct EngineParts {
+    /// Everything but the `events` batches.
+    pub state: Vec<u8>,
+    /// Sealed `events` batches.
+    pub sealed: Vec<RecordBatch>,
+    /// Open (not yet sealed) `events` batches.
+    pub open: Vec<RecordBatch>,
+}
+
+impl EngineParts {
+    /// Appends the parts in the order [`Engine::decode_checkpoint`] reads them.
+    pub fn encode(&self, out: &mut Enc) {
+        out.bytes(&self.state);
+        out.batches(&events_schema(), &self.sealed);
+        out.batches(&events_schema(), &self.open);
+    }
+}
+
+impl Engine {
+    /// Appends the whole state to `out`.
+    pub fn encode_checkpoint(&self, out: &mut Enc) {
+        self.checkpoint_parts().encode(out);
+    }
+
+    /// The state in parts (see [`EngineParts`]).
+    pub fn checkpoint_parts(&self) -> EngineParts {
+        let mut enc = Enc::default();
+        let out = &mut enc;
+        out.u32(ENGINE_VERSION);
+        out.opt_i64(self.now_ms);
+        out.u64(self.seq);
+        out.i64(self.last_maintenance);
+        encode_counters(out, &self.counters);
+        out.len(self.symbols.names.len());
+        for n in &self.symbols.names {
+            out.opt_str(n.as_deref());
+        }
+        out.len(self.servers.len());
+        for s in &self.servers {
+            encode_server(out, s);
+        }
+        let alerts = self.alerts.all();
+        out.len(alerts.len());
+        for a in alerts {
+            encode_alert(out, a);
+        }
+        out.len(self.positions.len());
+        for ((topic, partition), next) in &self.positions {
+            out.str(topic);
+            out.i64(*partition as i64);
+            out.i64(*next);
+        }
+        let (sealed, open) = self.events.parts();
+        EngineParts {
+            state: enc.buf,
+            sealed,
+            open: open.to_vec(),
+        }
+    }
+
+    /// The engine saved by [`Engine::encode_checkpoint`], under `cfg` (servers configured since
+    /// are added; what the checkpoint knows of a server wins).
+    pub fn decode_checkpoint(
+        cfg: EngineConfig,
+        outer: &mut Dec<'_>,
+    ) -> Result<Engine, DecodeError> {
+        let state = outer.bytes()?;
+        let sealed = outer.batches()?;
+        let open = outer.batches()?;
+        for b in sealed.iter().chain(&open) {
+            if b.schema() != events_schema() {
+                return Err(bad("the checkpoint's events have another schema"));
+            }
+        }
+        let d = &mut Dec::new(state);
+        let version = d.u32()?;
+        if version != ENGINE_VERSION {
+            return Err(bad(format!(
+                "the checkpoint's engine section is version {version}; this gatewatch reads version {ENGINE_VERSION}"
+            )));
+        }
+        let mut e = Engine::new(cfg);
+        e.now_ms = d.opt_i64()?;
+        e.seq = d.u64()?;
+        e.last_maintenance = d.i64()?;
+        e.counters = decode_counters(d)?;
+        let mut symbols = Symbols {
+            ids: Default::default(),
+            names: Vec::new(),
+        };
+        for _ in 0..d.len(1)? {
+            let name = arc(d.opt_str()?);
+            if let Some(n) = &name {
+                symbols.ids.insert(n.clone(), symbols.names.len() as u32);
+            }
+            symbols.names.push(name);
+        }
+        if symbols.names.first().is_none_or(Option::is_some) {
+            return Err(bad(
+                "the checkpoint's symbol table does not start with the empty symbol",
+            ));
+        }
+        e.symbols = symbols;
+        let configured = std::mem::take(&mut e.servers);
+        e.server_index.clear();
+        for _ in 0..d.len(8)? {
+            let s = decode_server(d, e.symbols.names.len())?;
+            e.server_index
+                .insert(s.name.as_ref().into(), e.servers.len());
+            e.servers.push(s);
+        }
+        for s in configured {
+            if !e.server_index.contains_key(s.name.as_ref()) {
+                e.server_index
+                    .insert(s.name.as_ref().into(), e.servers.len());
+                e.servers.push(s);
+            }
+        }
+        e.events = EventStore::from_parts(sealed, open);
+        let mut alerts = Vec::new();
+        for _ in 0..d.len(8)? {
+            alerts.push(decode_alert(d)?);
+        }
+        e.alerts = AlertLog::default();
+        e.alerts.extend(&alerts);
+        for _ in 0..d.len(8)? {
+            let topic: Arc<str> = d.str()?.into();
+            let partition =
+                i32::try_from(d.i64()?).map_err(|_| bad("a partition number is out of range"))?;
+            let next = d.i64()?;
+            e.positions.insert((topic, partition), next);
+        }
+        if !d.is_empty() {
+            return Err(bad(
+                "the checkpoint's engine section has bytes after its end",
+            ));
+        }
+        Ok(e)
+    }
+}
+
+fn encode_counters(out: &mut Enc, c: &Counters) {
+    out.u64(c.accepted);
+    for n in c.by_type {
+        out.u64(n);
+    }
+    out.len(c.rejected.len());
+    for (r, n) in &c.rejected {
+        out.str(&r.to_string());
+        out.u64(*n);
+    }
+    out.u64(c.duplicates);
+    out.u64(c.duplicate_connects);
+    out.u64(c.orphans);
+    out.u64(c.events_dropped_early);
+}
+
+fn decode_counters(d: &mut Dec<'_>) -> Result<Counters, DecodeError> {
+    let mut c = Counters {
+        accepted: d.u64()?,
+        ..Counters::default()
+    };
+    for n in &mut c.by_type {
+        *n = d.u64()?;
+    }
+    for _ in 0..d.len(9)? {
+        let code = d.str()?;
+        let r = Reason::parse(code).ok_or_else(|| bad(format!("unknown reason code {code:?}")))?;
+        c.rejected.insert(r, d.u64()?);
+    }
+    c.duplicates = d.u64()?;
+    c.duplicate_connects = d.u64()?;
+    c.orphans = d.u64()?;
+    c.events_dropped_early = d.u64()?;
+    Ok(c)
+}
+
+fn encode_state(out: &mut Enc, s: Option<ServerState>) {
+    out.u8(match s {
+        None => 0,
+        Some(ServerState::Up) => 1,
+        Some(ServerState::Draining) => 2,
+        Some(ServerState::Down) => 3,
+    });
+}
+
+fn decode_state(d: &mut Dec<'_>) -> Result<Option<ServerState>, DecodeError> {
+    Ok(match d.u8()? {
+        0 => None,
+        1 => Some(ServerState::Up),
+        2 => Some(ServerState::Draining),
+        3 => Some(ServerState::Down),
+        _ => return Err(bad("unknown server state in the checkpoint")),
+    })
+}
+
+fn encode_server(out: &mut Enc, s: &Server) {
+    out.str(&s.name);
+    out.opt_str(s.site.as_deref());
+    out.opt_u32(s.configured_capacity);
+    out.opt_i64(s.first_ts);
+    out.opt_i64(s.max_ts);
+    out.len(s.dedupe.by_hour.len());
+    for (hour, ids) in &s.dedupe.by_hour {
+        out.i64(*hour);
+        out.len(ids.len());
+        for id in ids {
+            out.u64(*id as u64);
+            out.u64((*id >> 64) as u64);
+        }
+    }
+    out.opt_u32(s.book.capacity);
+    encode_state(out, s.book.state);
+    out.len(s.book.active.len());
+    for (sid, a) in &s.book.active {
+        out.str(sid);
+        out.i64(a.start);
+        out.i64(a.last_seen);
+        out.f64(a.setup_ms);
+        for sym in [a.user, a.site, a.os, a.app] {
+            out.u32(sym);
+        }
+    }
+    out.len(s.closed.len());
+    for r in &s.closed {
+        encode_session(out, r);
+    }
+    out.len(s.capacity_changes.len());
+    for (ts, cap) in &s.capacity_changes {
+        out.i64(*ts);
+        out.opt_u32(*cap);
+    }
+    for per_second in [&s.rejects, &s.auth_fails] {
+        out.len(per_second.len());
+        for (ts, n) in per_second {
+            out.i64(*ts);
+            out.u32(*n);
+        }
+    }
+    for series in &s.latency {
+        let (open, sealed) = series.parts();
+        out.len(open.len());
+        for (minute, samples) in open {
+            out.i64(*minute);
+            out.len(samples.len());
+            for v in samples {
+                out.u64(*v);
+            }
+        }
+        out.len(sealed.len());
+        for m in sealed.values() {
+            out.i64(m.minute_ms);
+            out.u64(m.count);
+            for v in [m.p50, m.p90, m.p99, m.max] {
+                out.f64(v);
+            }
+            out.bytes(&m.hist);
+        }
+    }
+    for p in &s.prom {
+        for b in p.buckets {
+            out.u64(b);
+        }
+        out.f64(p.sum_s);
+        out.u64(p.count);
+    }
+    // The reorder buffer: its rows copied out of their batches into one, in buffer order.
+    out.len(s.pending.len());
+    if !s.pending.is_empty() {
+        let mut chunks: Vec<&RecordBatch> = Vec::new();
+        let mut index: Vec<(usize, usize)> = Vec::with_capacity(s.pending.len());
+        let mut last: Option<*const ChunkView> = None;
+        for p in &s.pending {
+            let ptr = Arc::as_ptr(&p.chunk);
+            if last != Some(ptr) {
+                chunks.push(&p.chunk.batch);
+                last = Some(ptr);
+            }
+            index.push((chunks.len() - 1, p.row as usize));
+        }
+        let rows = arrow::compute::interleave_record_batch(&chunks, &index)
+            .expect("buffered rows share the events schema");
+        out.batches(&events_schema(), &[rows]);
+        for p in &s.pending {
+            out.i64(p.ts);
+            out.u8(p.rank);
+            out.u64(p.seq);
+        }
+    }
+}
+
+fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError> {
+    let name = d.str()?;
+    let site = d.opt_str()?;
+    let capacity = d.opt_u32()?;
+    let mut s = Server::new(name, site, capacity);
+    s.first_ts = d.opt_i64()?;
+    s.max_ts = d.opt_i64()?;
+    let mut dedupe = Dedupe::default();
+    for _ in 0..d.len(16)? {
+        let hour = d.i64()?;
+        let n = d.len(16)?;
+        let mut ids = HashSet::with_capacity_and_hasher(n, Default::default());
+        for _ in 0..n {
+            let lo = d.u64()? as u128;
+            let hi = d.u64()? as u128;
+            ids.insert(lo | (hi << 64));
+        }
+        dedupe.by_hour.insert(hour, ids);
+    }
+    s.dedupe = dedupe;
+    let mut book = Book {
+        capacity: d.opt_u32()?,
+        state: decode_state(d)?,
+        ..Book::default()
+    };
+    for _ in 0..d.len(48)? {
+        let sid: Arc<str> = d.str()?.into();
+        let start = d.i64()?;
+        let last_seen = d.i64()?;
+        let setup_ms = d.f64()?;
+        let mut sym = [0u32; 4];
+        for v in &mut sym {
+            *v = d.u32()?;
+            if *v as usize >= symbols {
+                return Err(bad(
+                    "a session refers to a symbol the checkpoint does not have",
+                ));
+            }
+        }
+        book.active.insert(
+            sid,
+            Active {
+                start,
+                last_seen,
+                setup_ms,
+                user: sym[0],
+                site: sym[1],
+                os: sym[2],
+                app: sym[3],
+            },
+        );
+    }
+    s.book = book;
+    for _ in 0..d.len(16)? {
+        s.closed.push(decode_session(d)?);
+    }
+    for _ in 0..d.len(9)? {
+        s.capacity_changes.push((d.i64()?, d.opt_u32()?));
+    }
+    for per_second in [&mut s.rejects, &mut s.auth_fails] {
+        for _ in 0..d.len(12)? {
+            let ts = d.i64()?;
+            per_second.insert(ts, d.u32()?);
+        }
+    }
+    for series in &mut s.latency {
+        let mut open = Vec::new();
+        for _ in 0..d.len(16)? {
+            let minute = d.i64()?;
+            let n = d.len(8)?;
+            let mut samples = Vec::with_capacity(n);
+            for _ in 0..n {
+                samples.push(d.u64()?);
+            }
+            open.push((minute, samples));
+        }
+        let mut sealed = BTreeMap::new();
+        for _ in 0..d.len(56)? {
+            let minute_ms = d.i64()?;
+            let count = d.u64()?;
+            let (p50, p90, p99, max) = (d.f64()?, d.f64()?, d.f64()?, d.f64()?);
+            let hist: Arc<[u8]> = d.bytes()?.into();
+            sealed.insert(
+                minute_ms,
+                MinuteSummary {
+                    minute_ms,
+                    count,
+                    p50,
+                    p90,
+                    p99,
+                    max,
+                    hist,
+                },
+            );
+        }
+        *series = MinuteSeries::from_parts(open, sealed);
+    }
+    for p in &mut s.prom {
+        let mut h = PromHistogram::default();
+        for b in &mut h.buckets {
+            *b = d.u64()?;
+        }
+        h.sum_s = d.f64()?;
+        h.count = d.u64()?;
+        *p = h;
+    }
+    let n = d.len(17)?;
+    if n > 0 {
+        let batches = d.batches()?;
+        let [rows] = batches.as_slice() else {
+            return Err(bad("a reorder buffer of the checkpoint is not one batch"));
+        };
+        if rows.num_rows() != n || rows.schema() != events_schema() {
+            return Err(bad(
+                "a reorder buffer of the checkpoint does not match its rows",
+            ));
+        }
+        let view = Arc::new(ChunkView::new(rows));
+        let mut pending = VecDeque::with_capacity(n);
+        for row in 0..n {
+            pending.push_back(Pending {
+                ts: d.i64()?,
+                rank: d.u8()?,
+                seq: d.u64()?,
+                chunk: view.clone(),
+                row: row as u32,
+            });
+        }
+        s.pending = pending;
+    }
+    Ok(s)
+}
+
+fn encode_session(out: &mut Enc, r: &SessionRow) {
+    out.str(&r.session);
+    out.i64(r.started);
+    out.opt_i64(r.ended);
+    match &r.end_reason {
+        None => out.u8(0),
+        Some(EndReason::Disconnect(reason)) => {
+            out.u8(1);
+            out.opt_str(reason.as_deref());
+        }
+        Some(EndReason::ServerDown) => out.u8(2),
+        Some(EndReason::Expired) => out.u8(3),
+    }
+    for v in [&r.user, &r.site, &r.os, &r.app] {
+        out.opt_str(v.as_deref());
+    }
+    out.opt_f64(r.setup_ms);
+}
+
+fn decode_session(d: &mut Dec<'_>) -> Result<SessionRow, DecodeError> {
+    let session: Arc<str> = d.str()?.into();
+    let started = d.i64()?;
+    let ended = d.opt_i64()?;
+    let end_reason = match d.u8()? {
+        0 => None,
+        1 => Some(EndReason::Disconnect(arc(d.opt_str()?))),
+        2 => Some(EndReason::ServerDown),
+        3 => Some(EndReason::Expired),
+        _ => return Err(bad("unknown session end reason in the checkpoint")),
+    };
+    Ok(SessionRow {
+        session,
+        started,
+        ended,
+        end_reason,
+        user: arc(d.opt_str()?),
+        site: arc(d.opt_str()?),
+        os: arc(d.opt_str()?),
+        app: arc(d.opt_str()?),
+        setup_ms: d.opt_f64()?,
+    })
+}
+
+/// Writes one alert record (also used by the evaluator for its firing instances).
+pub fn encode_alert(out: &mut Enc, a: &AlertRecord) {
+    out.i64(a.ts);
+    out.str(&a.rule);
+    out.str(&a.key);
+    out.opt_str(a.server.as_deref());
+    out.str(a.state);
+    out.str(&a.severity);
+    out.opt_f64(a.value);
+    out.opt_f64(a.threshold);
+    out.i64(a.since);
+    out.len(a.labels.len());
+    for (k, v) in &a.labels {
+        out.str(k);
+        out.str(v);
+    }
+    out.str(&a.id);
+}
+
+/// Reads one alert record.
+pub fn decode_alert(d: &mut Dec<'_>) -> Result<AlertRecord, DecodeError> {
+    let ts = d.i64()?;
+    let rule = d.str()?.to_string();
+    let key = d.str()?.to_string();
+    let server = d.opt_str()?.map(str::to_string);
+    let state = match d.str()? {
+        "firing" => "firing",
+        "resolved" => "resolved",
+        other => {
+            return Err(bad(format!(
+                "unknown alert state {other:?} in the checkpoint"
+            )))
+        }
+    };
+    let severity = d.str()?.to_string();
+    let value = d.opt_f64()?;
+    let threshold = d.opt_f64()?;
+    let since = d.i64()?;
+    let mut labels = BTreeMap::new();
+    for _ in 0..d.len(16)? {
+        let k = d.str()?.to_string();
+        labels.insert(k, d.str()?.to_string());
+    }
+    Ok(AlertRecord {
+        ts,
+        rule,
+        key,
+        server,
+        state,
+        severity,
+        value,
+        threshold,
+        since,
+        labels,
+        id: d.str()?.to_string(),
+    })
+}
