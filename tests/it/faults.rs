@@ -1,6 +1,6 @@
 //! Faults through librdkafka's in-process cluster (the real client, a Kafka-protocol cluster
-//! inside the test): a broker down mid-stream, failing fetches, and a rebalance that
-//! redelivers. In each, the answers must equal a replay of the same events: nothing lost,
+//! inside the test): a broker down for 30 s mid-stream, failing fetches, a rebalance that
+//! redelivers, and a rebalance storm (members joining and leaving again and again). In each, the answers must equal a replay of the same events: nothing lost,
 //! nothing counted twice.
 
 use std::time::Duration;
@@ -52,12 +52,17 @@ fn broker_down_mid_stream_loses_nothing_and_readyz_follows() {
     assert_eq!(svc.get("/readyz").0, 200);
 
     cluster.broker_down(1).unwrap();
+    let down_at = std::time::Instant::now();
     wait_until(Duration::from_secs(60), "/readyz to turn 503", || {
         svc.get("/readyz").0 == 503
     });
     assert!(svc.get("/readyz").1.contains("unreachable"));
     assert_eq!(svc.get("/healthz").0, 200, "the process itself is healthy");
-    std::thread::sleep(Duration::from_secs(2));
+    // Down for 30 s in all; /readyz says so the whole time.
+    while down_at.elapsed() < Duration::from_secs(30) {
+        assert_eq!(svc.get("/readyz").0, 503);
+        std::thread::sleep(Duration::from_secs(1));
+    }
     cluster.broker_up(1).unwrap();
 
     produce(&brokers, &topic, second);
@@ -121,6 +126,64 @@ fn fetch_errors_and_a_rebalance_with_redelivery_count_nothing_twice() {
     assert!(svc.metric("gatewatch_kafka_rebalances_total") >= 2.0);
     eprintln!(
         "rebalance: the joiner read {taken} messages; the service saw {} duplicates",
+        svc.metric("gatewatch_duplicates_total")
+    );
+    svc.stop().unwrap();
+}
+
+#[test]
+fn a_rebalance_storm_loses_nothing_and_counts_nothing_twice() {
+    let topic = unique("storm");
+    let group = unique("g");
+    let (_cluster, brokers) = cluster_with(&topic);
+    let events = story("2020-03-20", 40, 13);
+    let parts: Vec<&[(String, String)]> = events.chunks(events.len().div_ceil(6)).collect();
+    produce(&brokers, &topic, parts[0]);
+    let svc = Service::start(config(&brokers, &topic, &group), None);
+    svc.wait_for_messages(parts[0].len() as u64, Duration::from_secs(60));
+    let member = || -> BaseConsumer {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .create()
+            .unwrap();
+        c.subscribe(&[&topic]).unwrap();
+        c
+    };
+    // Five rounds: one or two members join (taking partitions, reading without committing)
+    // while more events arrive, then leave; each join and each leave is a rebalance.
+    for (round, part) in parts[1..].iter().enumerate() {
+        let joiners: Vec<BaseConsumer> = (0..1 + round % 2).map(|_| member()).collect();
+        wait_until(
+            Duration::from_secs(60),
+            "the joiners to get partitions",
+            || {
+                joiners.iter().for_each(|j| {
+                    let _ = j.poll(Duration::from_millis(50));
+                });
+                joiners
+                    .iter()
+                    .any(|j| j.assignment().map_or(0, |a| a.count()) > 0)
+            },
+        );
+        produce(&brokers, &topic, part);
+        for _ in 0..10 {
+            joiners.iter().for_each(|j| {
+                let _ = j.poll(Duration::from_millis(50));
+            });
+        }
+        drop(joiners);
+    }
+    wait_for_events(&svc, events.len());
+    assert_same_as_replay(&svc, &lines(&events));
+    let rebalances = svc.metric("gatewatch_kafka_rebalances_total");
+    assert!(rebalances >= 10.0, "only {rebalances} rebalances");
+    eprintln!(
+        "rebalance storm: {rebalances} rebalances; {} redelivered duplicates dropped",
         svc.metric("gatewatch_duplicates_total")
     );
     svc.stop().unwrap();
