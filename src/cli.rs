@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// checkpoint.dir, else none.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Archive sealed hours of events, concurrency and latency as Parquet here; SQL then spans
+    /// memory and archive. Default: archive.dir, else none.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
     /// Embedded mode only: how fast the simulator plays event time (60 = an hour per minute).
     #[arg(long, value_name = "X", default_value_t = 60.0)]
     pub speed: f64,
@@ -68,6 +72,9 @@ pub struct QueryArgs {
     /// Bearer token of a service that requires one (default: $GATEWATCH_HTTP_TOKEN).
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Query a Parquet archive directly (no service): events, concurrency and latency.
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    pub archive: Option<PathBuf>,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

@@ -59,6 +59,14 @@ struct RawConfig {
     alerts: RawAlerts,
     #[serde(default)]
     checkpoint: RawCheckpoint,
+    #[serde(default)]
+    archive: RawArchive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -470,6 +478,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Checkpoints of the live service's state.
     pub checkpoint: CheckpointConfig,
+    /// The Parquet archive directory (`[archive] dir`, `run --archive`); None: no archive.
+    pub archive: Option<std::path::PathBuf>,
 }
 
 /// Checkpoints (`[checkpoint]`, `run --checkpoint-dir`).
@@ -600,12 +610,20 @@ impl Config {
         let http = parse_http(raw.http).map_err(invalid)?;
         let alerts = parse_alerts(raw.alerts).map_err(invalid)?;
         let checkpoint = parse_checkpoint(raw.checkpoint).map_err(invalid)?;
+        let archive = match raw.archive.dir {
+            Some(d) if d.trim().is_empty() => return Err(invalid(
+                "archive.dir is empty; name a directory, or remove it to run without an archive"
+                    .into(),
+            )),
+            d => d.map(Into::into),
+        };
         Ok(Config {
             engine,
             kafka,
             http,
             alerts,
             checkpoint,
+            archive,
         })
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! event (schema, decode) -> ingest (file, kafka, dead letters) -> state (sessions, concurrency,
-//!     latency, events) -> sql (tables, hdr_* functions) -> alerts -> checkpoint -> http
+//!     latency, events) -> sql (tables, hdr_* functions) -> alerts -> checkpoint, archive -> http
 //!     -> output / app (wiring) / cli
 //! ```
 //!
@@ -14,13 +14,15 @@
 //!   accepted events as Arrow batches; immutable snapshots for readers; its own encoding.
 //! - [`sql`]: DataFusion over a snapshot, read-only, with limits for the service.
 //! - [`alerts`]: rules evaluated in event time, and their sinks.
-//! - [`checkpoint`]: checkpoint files of the live service's state.
+//! - [`checkpoint`]: checkpoint files of the live service's state; [`archive`]: the Parquet
+//!   archive of sealed hours.
 //! - [`http`]: the service's routes, dashboard and metrics.
 //! - [`app`]: wiring for the subcommands; [`sim`]: the synthetic traffic generator.
 #![warn(missing_docs)]
 
 pub mod alerts;
 pub mod app;
+pub mod archive;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

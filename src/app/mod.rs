@@ -325,12 +325,28 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|t| !t.trim().is_empty())
     });
-    let result = query_service(&args.url, &sql_text, token.as_deref())?;
+    let result = match &args.archive {
+        Some(dir) => query_archive_dir(dir, &sql_text)?,
+        None => query_service(&args.url, &sql_text, token.as_deref())?,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     write_result(&result, args.format, &mut out)?;
     out.flush().ok();
     Ok(())
+}
+
+/// Answers SQL from a Parquet archive directory, with no service running.
+pub fn query_archive_dir(dir: &std::path::Path, sql_text: &str) -> anyhow::Result<QueryResult> {
+    if !dir.join(crate::sql::archive::THROUGH_FILE).is_file() {
+        anyhow::bail!(
+            "{} is not a gatewatch archive (it has no {}); point --archive at the directory given to run --archive",
+            dir.display(),
+            crate::sql::archive::THROUGH_FILE
+        );
+    }
+    let rt = runtime()?;
+    Ok(rt.block_on(crate::sql::query_archive(dir, sql_text))?)
 }
 
 /// Sends SQL to a service at `url` and decodes its Arrow answer.

@@ -17,6 +17,7 @@ use rdkafka::mocking::MockCluster;
 
 use crate::alerts::sinks::Sinks;
 use crate::alerts::{Evaluator, LiveAlerts};
+use crate::archive::{ArchiveStats, Archiver};
 use crate::checkpoint::{self, Checkpoint, CheckpointStats, Checkpointer};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
@@ -98,6 +99,9 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
     cfg.http.token_from_env().map_err(anyhow::Error::msg)?;
     if let Some(d) = &args.checkpoint_dir {
         cfg.checkpoint.dir = Some(d.clone());
+    }
+    if let Some(d) = &args.archive {
+        cfg.archive = Some(d.clone());
     }
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         anyhow::bail!(
@@ -279,6 +283,34 @@ pub async fn serve(
         }
     };
 
+    // The archive: sealed hours to Parquet, on a thread of its own.
+    let archive_stats = cfg
+        .archive
+        .as_ref()
+        .map(|_| Arc::new(ArchiveStats::default()));
+    let archiver = match (&cfg.archive, &archive_stats) {
+        (Some(dir), Some(stats)) => {
+            let mut a = Archiver::new(dir.clone(), cfg.engine.allowed_lateness_ms, stats.clone());
+            let (engine, stop) = (engine.clone(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("archiver".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            a.step(&engine);
+                            for _ in 0..20 {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                std::thread::sleep(std::time::Duration::from_millis(100));
+                            }
+                        }
+                    })
+                    .context("cannot start the archiver thread")?,
+            )
+        }
+        _ => None,
+    };
     let checkpoint_stats = cfg
         .checkpoint
         .dir
@@ -363,12 +395,16 @@ pub async fn serve(
         kafka: status,
         started: Instant::now(),
         alerts: live_alerts.clone(),
-        queries: crate::sql::QueryRunner::new(crate::sql::Limits {
-            max_rows: cfg.http.max_rows,
-            timeout: std::time::Duration::from_millis(cfg.http.query_timeout_ms as u64),
-            memory_bytes: cfg.http.query_memory_bytes,
-        })
+        queries: crate::sql::QueryRunner::new(
+            crate::sql::Limits {
+                max_rows: cfg.http.max_rows,
+                timeout: std::time::Duration::from_millis(cfg.http.query_timeout_ms as u64),
+                memory_bytes: cfg.http.query_memory_bytes,
+            },
+            cfg.archive.clone(),
+        )
         .context("cannot start the query threads")?,
+        archive: archive_stats,
         token: cfg.http.token.clone(),
         max_body_bytes: cfg.http.max_body_bytes,
         checkpoints: checkpoint_stats,
@@ -400,6 +436,9 @@ pub async fn serve(
             "The Kafka consumer did not close within {}s; exiting anyway (applied offsets were already committed).",
             CONSUMER_CLOSE_TIMEOUT.as_secs()
         );
+    }
+    if let Some(t) = archiver {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     if let Some(t) = alert_clock {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;

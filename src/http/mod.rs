@@ -58,6 +58,8 @@ pub struct ServiceState {
     pub max_body_bytes: usize,
     /// Checkpoint counts (None without checkpoints).
     pub checkpoints: Option<Arc<crate::checkpoint::CheckpointStats>>,
+    /// Archive counts (None without an archive).
+    pub archive: Option<Arc<crate::archive::ArchiveStats>>,
 }
 
 impl ServiceState {
@@ -689,6 +691,38 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
     }
     if let Some(c) = &state.checkpoints {
         checkpoint_metrics(&mut out, c);
+    }
+    if let Some(a) = &state.archive {
+        let ld = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed) as f64;
+        for (name, kind, help, v) in [
+            (
+                "gatewatch_archive_hours_total",
+                "counter",
+                "Hours archived as Parquet.",
+                ld(&a.hours),
+            ),
+            (
+                "gatewatch_archive_files_total",
+                "counter",
+                "Parquet files written to the archive.",
+                ld(&a.files),
+            ),
+            (
+                "gatewatch_archive_failures_total",
+                "counter",
+                "Failed attempts to archive an hour (retried; ingest goes on).",
+                ld(&a.failures),
+            ),
+            (
+                "gatewatch_archive_through_timestamp_seconds",
+                "gauge",
+                "Event time before which every hour is archived (0: none yet).",
+                a.through_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            ),
+        ] {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {v}");
+        }
     }
     process::write(&mut out);
     (

@@ -4,6 +4,7 @@
 //! file paths or URLs) and how errors read. Must not touch: engine state (it reads a
 //! [`Snapshot`]), I/O other than returning record batches.
 
+pub mod archive;
 pub mod tables;
 pub mod udf;
 
@@ -98,7 +99,26 @@ pub fn context(snapshot: Arc<Snapshot>) -> SessionContext {
     context_with(
         snapshot,
         SessionContext::new_with_config(session_config(cores)),
+        None,
     )
+}
+
+/// The archive in `dir` alone (`query --archive`, no service): `events`, `concurrency` and
+/// `latency` from Parquet, and the hdr functions.
+pub fn archive_context(dir: &std::path::Path) -> SessionContext {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let ctx = SessionContext::new_with_config(session_config(cores));
+    for t in archive::ARCHIVED {
+        ctx.register_table(t.name(), Arc::new(archive::ArchiveTable::new(dir, t, None)))
+            .expect("fresh context has no tables");
+    }
+    register_functions(&ctx);
+    ctx
+}
+
+/// Plans and runs one read-only statement over the archive in `dir`.
+pub async fn query_archive(dir: &std::path::Path, sql: &str) -> Result<QueryResult, SqlError> {
+    query(&archive_context(dir), sql).await
 }
 
 fn session_config(partitions: usize) -> SessionConfig {
@@ -107,18 +127,37 @@ fn session_config(partitions: usize) -> SessionConfig {
         .with_target_partitions(partitions.max(1))
 }
 
-fn context_with(snapshot: Arc<Snapshot>, ctx: SessionContext) -> SessionContext {
+/// Registers gatewatch's tables over `snapshot`; with an `archive`, `events`, `concurrency` and
+/// `latency` also span the archived hours (before its horizon from Parquet, after from memory).
+fn context_with(
+    snapshot: Arc<Snapshot>,
+    ctx: SessionContext,
+    archive: Option<&std::path::Path>,
+) -> SessionContext {
+    let horizon = archive.and_then(archive::archived_through);
     for t in Table::ALL {
-        ctx.register_table(t.name(), Arc::new(SnapshotTable::new(t, snapshot.clone())))
+        let memory: Arc<dyn datafusion::catalog::TableProvider> =
+            Arc::new(SnapshotTable::new(t, snapshot.clone()));
+        let provider = match (archive, horizon) {
+            (Some(dir), Some(h)) if archive::ARCHIVED.contains(&t) => {
+                archive::spanning(t, memory, dir, h).expect("a union of two scans plans")
+            }
+            _ => memory,
+        };
+        ctx.register_table(t.name(), provider)
             .expect("fresh context has no tables");
     }
+    register_functions(&ctx);
+    ctx
+}
+
+fn register_functions(ctx: &SessionContext) {
     for f in udf::scalar_functions() {
         ctx.register_udf(f);
     }
     for f in udf::aggregate_functions() {
         ctx.register_udaf(f);
     }
-    ctx
 }
 
 /// Plans `sql` as a read-only statement. DataFusion's own options refuse DDL, DML and `SET`;
@@ -190,11 +229,16 @@ pub struct QueryRunner {
     runtime: Option<tokio::runtime::Runtime>,
     limits: Limits,
     partitions: usize,
+    archive: Option<std::path::PathBuf>,
 }
 
 impl QueryRunner {
-    /// Starts the query threads: one per core but one, at least one.
-    pub fn new(limits: Limits) -> std::io::Result<QueryRunner> {
+    /// Starts the query threads: one per core but one, at least one. With `archive`, the
+    /// tables span it.
+    pub fn new(
+        limits: Limits,
+        archive: Option<std::path::PathBuf>,
+    ) -> std::io::Result<QueryRunner> {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
             .max(1);
@@ -208,6 +252,7 @@ impl QueryRunner {
             runtime: Some(runtime),
             limits,
             partitions: threads,
+            archive,
         })
     }
 
@@ -221,6 +266,7 @@ impl QueryRunner {
     pub async fn run(&self, snapshot: Arc<Snapshot>, sql: &str) -> Result<QueryResult, SqlError> {
         let limits = self.limits;
         let partitions = self.partitions;
+        let archive = self.archive.clone();
         let sql = sql.to_string();
         let task = self
             .runtime
@@ -240,6 +286,7 @@ impl QueryRunner {
                 let ctx = context_with(
                     snapshot,
                     SessionContext::new_with_config_rt(session_config(partitions), runtime),
+                    archive.as_deref(),
                 );
                 let run = collect_limited(&ctx, &sql, limits.max_rows);
                 match tokio::time::timeout(limits.timeout, run).await {

@@ -286,6 +286,7 @@ impl Engine {
             out.i64(*partition as i64);
             out.i64(*next);
         }
+        out.opt_i64(self.sealed_before);
         let (sealed, open) = self.events.parts();
         EngineParts {
             state: enc.buf,
@@ -366,6 +367,7 @@ impl Engine {
             let next = d.i64()?;
             e.positions.insert((topic, partition), next);
         }
+        e.sealed_before = d.opt_i64()?;
         if !d.is_empty() {
             return Err(bad(
                 "the checkpoint's engine section has bytes after its end",

@@ -725,6 +725,9 @@ pub struct Engine {
     /// the ingest loop with each applied batch. Checkpoints carry it so a restart resumes
     /// exactly after the state it loads.
     positions: BTreeMap<(Arc<str>, i32), i64>,
+    /// Event time before which nothing more is accepted (`late`): what has been archived is
+    /// final, so the archive and the tables in memory always agree.
+    sealed_before: Option<i64>,
 }
 
 impl Engine {
@@ -741,6 +744,7 @@ impl Engine {
             last_maintenance: i64::MIN,
             alerts: AlertLog::default(),
             positions: BTreeMap::new(),
+            sealed_before: None,
             cfg,
         };
         let configured: Vec<_> = e
@@ -809,7 +813,8 @@ impl Engine {
             let srv = &mut self.servers[si];
             let id_hash =
                 opt_str(&view.id, row).map(|id| xxhash_rust::xxh3::xxh3_128(id.as_bytes()));
-            let late = srv.max_ts.is_some_and(|m| ts < m - lateness);
+            let late = srv.max_ts.is_some_and(|m| ts < m - lateness)
+                || self.sealed_before.is_some_and(|floor| ts < floor);
             if late {
                 if id_hash.is_some_and(|h| srv.dedupe.contains(h, ts)) {
                     self.counters.duplicates += 1;
@@ -1101,6 +1106,17 @@ impl Engine {
             .iter()
             .map(|((t, p), o)| (t.to_string(), *p, *o))
             .collect()
+    }
+
+    /// From now on, events before `t` are `late` whatever their server (the archive holds
+    /// everything before `t`). Never moves backwards.
+    pub fn seal_before(&mut self, t: i64) {
+        self.sealed_before = Some(self.sealed_before.map_or(t, |s| s.max(t)));
+    }
+
+    /// See [`Engine::seal_before`].
+    pub fn sealed_before(&self) -> Option<i64> {
+        self.sealed_before
     }
 
     /// Records alert transitions (from the evaluator) for the `alerts` table.

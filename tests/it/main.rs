@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link of DataFusion, not one per file).
 
 mod alerts;
+mod archive;
 mod checkpoint;
 mod cli;
 mod dashboard;

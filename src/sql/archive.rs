@@ -1,0 +1,352 @@
+//! The Parquet archive as tables, and tables that span memory and archive.
+//!
+//! Owns: the archive's layout (`DIR/<table>/date=YYYY-MM-DD/hour=HH/part-0.parquet` for
+//! `events`, `concurrency` and `latency`, and `DIR/archived-through`, the event time before which
+//! every hour is archived), reading it with partition pruning (a query's filters on the time
+//! column choose which hour directories are listed at all), and the spanning view: rows before
+//! the archive's horizon from Parquet, the rest from memory. Must not touch: writing (that is
+//! `crate::archive`), engine state.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    col, lit, Between, BinaryExpr, Expr, LogicalPlanBuilder, Operator, TableProviderFilterPushDown,
+    TableType,
+};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::tables::Table;
+
+const HOUR_MS: i64 = 3_600_000;
+/// The file holding the archive's horizon (RFC 3339).
+pub const THROUGH_FILE: &str = "archived-through";
+
+/// The tables the archive holds.
+pub const ARCHIVED: [Table; 3] = [Table::Events, Table::Concurrency, Table::Latency];
+
+/// The time column of an archived table.
+pub fn time_column(t: Table) -> &'static str {
+    match t {
+        Table::Latency => "minute",
+        _ => "ts",
+    }
+}
+
+/// Where one hour of one table goes.
+pub fn hour_dir(dir: &Path, t: Table, hour_ms: i64) -> PathBuf {
+    let text = crate::event::format_rfc3339_ms(hour_ms);
+    // "2020-03-17T08:00:00.000Z" -> date=2020-03-17/hour=08
+    dir.join(t.name())
+        .join(format!("date={}", &text[..10]))
+        .join(format!("hour={}", &text[11..13]))
+}
+
+/// The archive's horizon: every hour before it is archived (None: nothing yet).
+pub fn archived_through(dir: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(THROUGH_FILE)).ok()?;
+    crate::event::parse_rfc3339_ms(text.trim())
+}
+
+/// Hour directories of table `t`, as (hour start ms, path), in time order.
+fn hours(dir: &Path, t: Table) -> Vec<(i64, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(dates) = std::fs::read_dir(dir.join(t.name())) else {
+        return out;
+    };
+    for d in dates.flatten() {
+        let name = d.file_name();
+        let Some(date) = name.to_str().and_then(|n| n.strip_prefix("date=")) else {
+            continue;
+        };
+        let Ok(hs) = std::fs::read_dir(d.path()) else {
+            continue;
+        };
+        for h in hs.flatten() {
+            let name = h.file_name();
+            let Some(hour) = name.to_str().and_then(|n| n.strip_prefix("hour=")) else {
+                continue;
+            };
+            if let Some(ms) = crate::event::parse_rfc3339_ms(&format!("{date}T{hour}:00:00Z")) {
+                out.push((ms, h.path()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Milliseconds of a timestamp literal, whatever its unit.
+fn literal_ms(e: &Expr) -> Option<i64> {
+    let Expr::Literal(v, _) = e else { return None };
+    match v {
+        ScalarValue::TimestampMillisecond(Some(x), _) => Some(*x),
+        ScalarValue::TimestampSecond(Some(x), _) => x.checked_mul(1000),
+        ScalarValue::TimestampMicrosecond(Some(x), _) => Some(x.div_euclid(1000)),
+        ScalarValue::TimestampNanosecond(Some(x), _) => Some(x.div_euclid(1_000_000)),
+        _ => None,
+    }
+}
+
+fn is_column(e: &Expr, name: &str) -> bool {
+    matches!(e, Expr::Column(c) if c.name == name)
+}
+
+/// The time range `[lo, hi)` (ms) that filters on `column` allow; unbounded sides are
+/// `i64::MIN` / `i64::MAX`. Only conjunctions of comparisons with literals narrow it: anything
+/// else leaves it as wide as it was (never narrower than the truth).
+fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
+    let mut b = (i64::MIN, i64::MAX);
+    for f in filters {
+        narrow(f, column, &mut b);
+    }
+    b
+}
+
+fn narrow(e: &Expr, column: &str, b: &mut (i64, i64)) {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if *op == Operator::And {
+                narrow(left, column, b);
+                narrow(right, column, b);
+                return;
+            }
+            let (op, v) = if is_column(left, column) {
+                match literal_ms(right) {
+                    Some(v) => (*op, v),
+                    None => return,
+                }
+            } else if is_column(right, column) {
+                match (literal_ms(left), op.swap()) {
+                    (Some(v), Some(op)) => (op, v),
+                    _ => return,
+                }
+            } else {
+                return;
+            };
+            match op {
+                Operator::Eq => {
+                    b.0 = b.0.max(v);
+                    b.1 = b.1.min(v.saturating_add(1));
+                }
+                Operator::Gt => b.0 = b.0.max(v.saturating_add(1)),
+                Operator::GtEq => b.0 = b.0.max(v),
+                Operator::Lt => b.1 = b.1.min(v),
+                Operator::LtEq => b.1 = b.1.min(v.saturating_add(1)),
+                _ => {}
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_column(expr, column) => {
+            if let (Some(lo), Some(hi)) = (literal_ms(low), literal_ms(high)) {
+                b.0 = b.0.max(lo);
+                b.1 = b.1.min(hi.saturating_add(1));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A damaged file fails the query with its name, before the Parquet reader sees it (its
+/// footer is trusted by the reader, and a bad one can make it panic): magic at both ends and a
+/// footer length that fits in the file.
+fn check_parquet_frame(path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let damaged = |why: &str| {
+        datafusion::error::DataFusionError::Execution(format!(
+            "the archive file {} is damaged ({why}); restore it from a backup or delete its hour directory",
+            path.display()
+        ))
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| damaged(&e.to_string()))?;
+    let len = f.metadata().map_err(|e| damaged(&e.to_string()))?.len();
+    if len < 12 {
+        return Err(damaged("too short to be Parquet"));
+    }
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 8];
+    f.read_exact(&mut head)
+        .and_then(|_| f.seek(SeekFrom::End(-8)))
+        .and_then(|_| f.read_exact(&mut tail))
+        .map_err(|e| damaged(&e.to_string()))?;
+    let footer = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+    if &head != b"PAR1" || &tail[4..] != b"PAR1" {
+        return Err(damaged("no Parquet magic"));
+    }
+    if footer + 12 > len {
+        return Err(damaged("its footer is longer than the file"));
+    }
+    Ok(())
+}
+
+/// One archived table: lists only the hours the query's time filters reach (and, when it is
+/// the archive half of a spanning table, only those before `before`).
+#[derive(Debug)]
+pub struct ArchiveTable {
+    dir: PathBuf,
+    table: Table,
+    before: Option<i64>,
+}
+
+impl ArchiveTable {
+    /// Table `table` of the archive in `dir`, hours before `before` only (None: all).
+    pub fn new(dir: &Path, table: Table, before: Option<i64>) -> ArchiveTable {
+        ArchiveTable {
+            dir: dir.to_path_buf(),
+            table,
+            before,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ArchiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Used for pruning hours and Parquet row groups; DataFusion still applies them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (lo, mut hi) = time_bounds(filters, time_column(self.table));
+        if let Some(b) = self.before {
+            hi = hi.min(b);
+        }
+        let mut urls = Vec::new();
+        for (hour, path) in hours(&self.dir, self.table) {
+            if hour.saturating_add(HOUR_MS) <= lo || hour >= hi {
+                continue; // pruned: this hour's directory is never opened
+            }
+            let Ok(files) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let p = f.path();
+                if p.extension().is_some_and(|x| x == "parquet") {
+                    check_parquet_frame(&p)?;
+                    urls.push(ListingTableUrl::parse(p.to_string_lossy())?);
+                }
+            }
+        }
+        let schema = self.schema();
+        if urls.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        urls.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(schema);
+        ListingTable::try_new(config)?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// `memory` (rows at or after `horizon`) and the archive's hours before `horizon`, as one
+/// table: a view whose two halves get the query's filters pushed into them.
+pub fn spanning(
+    table: Table,
+    memory: Arc<dyn TableProvider>,
+    dir: &Path,
+    horizon: i64,
+) -> Result<Arc<dyn TableProvider>> {
+    let time = col(time_column(table));
+    let at = lit(ScalarValue::TimestampMillisecond(
+        Some(horizon),
+        Some("UTC".into()),
+    ));
+    let recent = LogicalPlanBuilder::scan(table.name(), provider_as_source(memory), None)?
+        .filter(time.gt_eq(at))?
+        .build()?;
+    let archived = LogicalPlanBuilder::scan(
+        table.name(),
+        provider_as_source(Arc::new(ArchiveTable::new(dir, table, Some(horizon)))),
+        None,
+    )?
+    .build()?;
+    let plan = LogicalPlanBuilder::from(archived).union(recent)?.build()?;
+    Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
+        plan, None,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::col;
+
+    fn ts(ms: i64) -> Expr {
+        lit(ScalarValue::TimestampMillisecond(
+            Some(ms),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn bounds_from_comparisons_between_and_conjunctions() {
+        let c = || col("ts");
+        assert_eq!(time_bounds(&[], "ts"), (i64::MIN, i64::MAX));
+        assert_eq!(
+            time_bounds(&[c().gt_eq(ts(10)).and(c().lt(ts(20)))], "ts"),
+            (10, 20)
+        );
+        assert_eq!(time_bounds(&[c().between(ts(10), ts(20))], "ts"), (10, 21));
+        assert_eq!(
+            time_bounds(&[ts(10).lt(c()), c().lt_eq(ts(30))], "ts"),
+            (11, 31)
+        );
+        assert_eq!(time_bounds(&[c().eq(ts(5))], "ts"), (5, 6));
+        // Disjunctions and other columns do not narrow.
+        assert_eq!(
+            time_bounds(&[c().lt(ts(5)).or(c().gt(ts(50)))], "ts"),
+            (i64::MIN, i64::MAX)
+        );
+        assert_eq!(
+            time_bounds(&[col("minute").lt(ts(5))], "ts"),
+            (i64::MIN, i64::MAX)
+        );
+    }
+
+    #[test]
+    fn hour_directories() {
+        let d = hour_dir(Path::new("/a"), Table::Events, 1_584_432_000_000);
+        assert_eq!(d, Path::new("/a/events/date=2020-03-17/hour=08"));
+    }
+}
