@@ -1,5 +1,6 @@
 //! Memory budgets, measured with a counting allocator (`cargo bench --bench memory`):
-//! heap bytes per open session, and 24 h of per-minute latency histograms for 10 servers.
+//! heap bytes per open session, and 24 h of per-minute latency histograms for 10 servers; then
+//! the cost of checkpointing that day.
 //! Prints the numbers; the budgets are ≤ 256 bytes per open session and ≤ 64 MiB of histograms.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -115,4 +116,33 @@ fn main() {
         e.latency_heap_bytes() as f64 / (1 << 20) as f64,
         state as f64 / (1 << 20) as f64
     );
+
+    // 3. A checkpoint of that day: what ingest waits for (capture, under the engine lock), what
+    //    the writer thread spends (encode, write, fsync), the file, and loading it back.
+    let dir = std::env::temp_dir().join(format!("gatewatch-bench-ckpt-{}", std::process::id()));
+    let t = std::time::Instant::now();
+    let cp = gatewatch::checkpoint::Checkpoint::capture(&e, Vec::new());
+    let capture = t.elapsed();
+    let t = std::time::Instant::now();
+    let path = gatewatch::checkpoint::write(&dir, &cp, 1).unwrap();
+    let write = t.elapsed();
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let t = std::time::Instant::now();
+    let (loaded, _) = gatewatch::checkpoint::load_newest(&dir, &EngineConfig::default()).unwrap();
+    let load = t.elapsed();
+    assert_eq!(
+        loaded.unwrap().engine.counters(),
+        e.counters(),
+        "the checkpoint reads back"
+    );
+    println!(
+        "checkpoint of that day ({} events, {} sessions): capture {:.1} ms under the lock, encode + write + fsync {:.0} ms, {:.1} MiB on disk, load {:.0} ms",
+        e.counters().accepted,
+        e.open_sessions(),
+        capture.as_secs_f64() * 1e3,
+        write.as_secs_f64() * 1e3,
+        bytes as f64 / (1 << 20) as f64,
+        load.as_secs_f64() * 1e3
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -246,7 +246,32 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
         let keys: Vec<&str> = k.properties.keys().map(String::as_str).collect();
         println!("  librdkafka properties: {}", keys.join(", "));
     }
-    println!("  http: {}", cfg.http.bind);
+    let h = &cfg.http;
+    println!(
+        "  http: {}, {}, body limit {} bytes, queries: timeout {}, memory {} MiB, {} rows at most",
+        h.bind,
+        if h.token.is_some() {
+            "bearer token required"
+        } else {
+            "no token (set http.token or GATEWATCH_HTTP_TOKEN to require one)"
+        },
+        h.max_body_bytes,
+        human_ms(h.query_timeout_ms),
+        h.query_memory_bytes >> 20,
+        h.max_rows
+    );
+    match &cfg.checkpoint.dir {
+        Some(d) => println!(
+            "  checkpoints: {} every {}, keep {}",
+            d.display(),
+            human_ms(cfg.checkpoint.interval_ms),
+            cfg.checkpoint.keep
+        ),
+        None => println!("  checkpoints: none (a restart rebuilds from Kafka)"),
+    }
+    if let Some(d) = &cfg.archive {
+        println!("  archive: {}", d.display());
+    }
     let e = &cfg.engine;
     println!(
         "  engine: allowed_lateness {}, session_timeout {}, retention {}",
