@@ -1000,7 +1000,11 @@ mod tests {
     use crate::ingest::{decode_chunk, Chunk};
 
     fn engine(capacity: u32, servers: &[&str]) -> Engine {
-        Engine::new(EngineConfig {
+        Engine::new(engine_cfg(capacity, servers))
+    }
+
+    fn engine_cfg(capacity: u32, servers: &[&str]) -> EngineConfig {
+        EngineConfig {
             allowed_lateness_ms: 0,
             session_timeout_ms: 86_400_000,
             servers: servers
@@ -1016,7 +1020,7 @@ mod tests {
                 })
                 .collect(),
             ..EngineConfig::default()
-        })
+        }
     }
 
     fn lateness_0() -> EngineConfig {
@@ -1113,6 +1117,64 @@ mod tests {
                 ("firing", "gw".to_string(), 140, 110),
                 ("resolved", "gw".to_string(), 310, 140)
             ]
+        );
+    }
+
+    #[test]
+    fn timers_and_firing_alerts_survive_a_checkpoint() {
+        use crate::state::checkpoint::{Dec, Enc};
+        let mut evs = connects("gw", 0, 9, "a");
+        evs.extend(connects("gw", 100, 1, "b"));
+        evs.push(("disconnect", 200, "gw".into(), "b0".into()));
+        evs.extend(connects("gw", 220, 1, "c"));
+        evs.push(("disconnect", 240, "gw".into(), "c0".into()));
+        evs.push(("disconnect", 300, "gw".into(), "a0".into()));
+        evs.push(("disconnect", 300, "gw".into(), "a1".into()));
+        evs.push(("latency", 400, "gw".into(), "a2".into()));
+        let evs = as_refs(&evs);
+        let straight = transitions(&mut engine(10, &["gw"]), NEAR_FULL, &evs);
+        assert_eq!(straight.len(), 2);
+        // Cut while `for` is running (pending since 110), while firing, and after resolving.
+        for cut_at in [125, 230, 350] {
+            let cut = evs.iter().position(|e| e.1 >= cut_at).unwrap();
+            let mut e = engine(10, &["gw"]);
+            let mut ev = Evaluator::new(&rules(NEAR_FULL), &lateness_0()).unwrap();
+            feed(&mut e, &evs[..cut]);
+            // A tick at the cut: `latency` keeps the clock moving without changing sessions.
+            feed(&mut e, &[("latency", cut_at, "gw", "a2")]);
+            evaluate_owned(&mut e, &mut ev, false);
+            let mut enc = Enc::default();
+            e.encode_checkpoint(&mut enc);
+            let saved = ev.save_state();
+            drop((e, ev));
+
+            let mut e = Engine::decode_checkpoint(engine_cfg(10, &["gw"]), &mut Dec::new(&enc.buf))
+                .unwrap();
+            let mut ev = Evaluator::new(&rules(NEAR_FULL), &lateness_0()).unwrap();
+            assert_eq!(ev.restore_state(&saved).unwrap(), Vec::<String>::new());
+            for part in evs[cut..].chunks(7) {
+                feed(&mut e, part);
+                evaluate_owned(&mut e, &mut ev, false);
+            }
+            e.flush();
+            evaluate_owned(&mut e, &mut ev, true);
+            let got: Vec<_> = e
+                .snapshot()
+                .alerts
+                .iter()
+                .map(|r| (r.state, r.key.clone(), r.ts / 1000, r.since / 1000))
+                .collect();
+            assert_eq!(got, straight, "cut at {cut_at}");
+        }
+        // A changed rule starts afresh.
+        let mut ev =
+            Evaluator::new(&rules(&NEAR_FULL.replace("0.9", "0.95")), &lateness_0()).unwrap();
+        let saved = Evaluator::new(&rules(NEAR_FULL), &lateness_0())
+            .unwrap()
+            .save_state();
+        assert_eq!(
+            ev.restore_state(&saved).unwrap(),
+            vec!["near-full".to_string()]
         );
     }
 
