@@ -8,7 +8,7 @@
 //! full, directory gone or unwritable) is reported and retried; ingest goes on and files
 //! already written are never touched. Must not touch: reading (that is `sql::archive`).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -20,6 +20,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
+use crate::checkpoint::write_atomically;
 use crate::sql::archive::{archived_through, hour_dir, time_column, ARCHIVED, THROUGH_FILE};
 use crate::state::{Engine, Snapshot};
 
@@ -94,23 +95,16 @@ pub fn write_hours(
             }
             let hdir = hour_dir(dir, t, hour);
             let path = hdir.join("part-0.parquet");
-            let write = || -> Result<(), String> {
-                fs::create_dir_all(&hdir).map_err(|e| e.to_string())?;
-                let tmp = hdir.join(".part-0.parquet.tmp");
-                let file = File::create(&tmp).map_err(|e| e.to_string())?;
-                let mut w = ArrowWriter::try_new(file, t.schema(), Some(props.clone()))
-                    .map_err(|e| e.to_string())?;
-                for b in &batches {
-                    w.write(b).map_err(|e| e.to_string())?;
-                }
-                let file = w.into_inner().map_err(|e| e.to_string())?;
-                file.sync_all().map_err(|e| e.to_string())?;
-                fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
-                File::open(&hdir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| e.to_string())
-            };
-            write().map_err(|e| err(format!("{}: {e}", path.display())))?;
+            let written = fs::create_dir_all(&hdir).and_then(|()| {
+                write_atomically(&path, |file| {
+                    let mut w = ArrowWriter::try_new(file, t.schema(), Some(props.clone()))?;
+                    for b in &batches {
+                        w.write(b)?;
+                    }
+                    Ok(w.into_inner()?)
+                })
+            });
+            written.map_err(|e| err(format!("{}: {e}", path.display())))?;
             stats.files.fetch_add(1, Ordering::Relaxed);
         }
         hour += HOUR_MS;
@@ -122,13 +116,10 @@ pub fn write_hours(
 }
 
 fn set_through(dir: &Path, t: i64) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{THROUGH_FILE}.tmp"));
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "{}", crate::event::format_rfc3339_ms(t))?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, dir.join(THROUGH_FILE))?;
-    File::open(dir)?.sync_all()
+    write_atomically(&dir.join(THROUGH_FILE), |mut f| {
+        writeln!(f, "{}", crate::event::format_rfc3339_ms(t))?;
+        Ok(f)
+    })
 }
 
 /// The archive of a running service: seals and writes hours as event time passes them.

@@ -76,28 +76,45 @@ pub fn write(dir: &Path, cp: &Checkpoint, keep: usize) -> Result<PathBuf, WriteE
         .map_or(0, |d| d.as_millis() as u64);
     let seq = existing.last().map_or(now, |(s, _)| now.max(s + 1));
     let path = dir.join(format!("{PREFIX}{seq:020}{SUFFIX}"));
-    let tmp = dir.join(format!("{PREFIX}{seq:020}{SUFFIX}.tmp"));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
+    write_atomically(&path, |mut f| {
         f.write_all(MAGIC)?;
         f.write_all(&(body.buf.len() as u64).to_le_bytes())?;
         f.write_all(&body.buf)?;
         f.write_all(&sum.to_le_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &path)?;
-        // The rename is durable only once the directory is.
-        File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
+        Ok(f)
+    })
+    .map_err(err)?;
     let all = list(dir).map_err(err)?;
     for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         let _ = fs::remove_file(old);
     }
     Ok(path)
+}
+
+/// Writes `path` so that it is either absent, as before, or complete: `write` fills a temp file
+/// beside it (`.<name>.tmp`), which is fsynced and renamed over `path`, then the directory is
+/// fsynced (a rename is durable only once its directory is). On failure the temp file goes.
+/// Shared with the archive.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(File) -> std::io::Result<File>,
+) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let f = write(File::create(&tmp)?)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Checkpoint files in `dir`, oldest first (temp files of interrupted writes are not listed).
