@@ -585,7 +585,7 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
             "gatewatch_kafka_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
         );
     }
-    let simple: [(&str, &str, &str, f64); 12] = [
+    let simple = [
         (
             "gatewatch_duplicates_total",
             "counter",
@@ -659,10 +659,7 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
             state.started.elapsed().as_secs_f64(),
         ),
     ];
-    for (name, kind, help, v) in simple {
-        family(&mut out, name, kind, help);
-        let _ = writeln!(out, "{name} {v}");
-    }
+    unlabelled(&mut out, &simple);
     if let Some(live) = &state.alerts {
         alert_metrics(&mut out, &state.engine, live);
     }
@@ -693,36 +690,7 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
         checkpoint_metrics(&mut out, c);
     }
     if let Some(a) = &state.archive {
-        let ld = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed) as f64;
-        for (name, kind, help, v) in [
-            (
-                "gatewatch_archive_hours_total",
-                "counter",
-                "Hours archived as Parquet.",
-                ld(&a.hours),
-            ),
-            (
-                "gatewatch_archive_files_total",
-                "counter",
-                "Parquet files written to the archive.",
-                ld(&a.files),
-            ),
-            (
-                "gatewatch_archive_failures_total",
-                "counter",
-                "Failed attempts to archive an hour (retried; ingest goes on).",
-                ld(&a.failures),
-            ),
-            (
-                "gatewatch_archive_through_timestamp_seconds",
-                "gauge",
-                "Event time before which every hour is archived (0: none yet).",
-                a.through_ms.load(Ordering::Relaxed) as f64 / 1000.0,
-            ),
-        ] {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {v}");
-        }
+        archive_metrics(&mut out, a);
     }
     process::write(&mut out);
     (
@@ -735,9 +703,40 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
         .into_response()
 }
 
+fn archive_metrics(out: &mut String, a: &crate::archive::ArchiveStats) {
+    let ld = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed) as f64;
+    let samples = [
+        (
+            "gatewatch_archive_hours_total",
+            "counter",
+            "Hours archived as Parquet.",
+            ld(&a.hours),
+        ),
+        (
+            "gatewatch_archive_files_total",
+            "counter",
+            "Parquet files written to the archive.",
+            ld(&a.files),
+        ),
+        (
+            "gatewatch_archive_failures_total",
+            "counter",
+            "Failed attempts to archive an hour (retried; ingest goes on).",
+            ld(&a.failures),
+        ),
+        (
+            "gatewatch_archive_through_timestamp_seconds",
+            "gauge",
+            "Event time before which every hour is archived (0: none yet).",
+            a.through_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        ),
+    ];
+    unlabelled(out, &samples);
+}
+
 fn checkpoint_metrics(out: &mut String, c: &crate::checkpoint::CheckpointStats) {
     let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    for (name, kind, help, v) in [
+    let samples = [
         (
             "gatewatch_checkpoints_written_total",
             "counter",
@@ -774,10 +773,8 @@ fn checkpoint_metrics(out: &mut String, c: &crate::checkpoint::CheckpointStats) 
             "How long writing the newest checkpoint took (off the ingest path).",
             ld(&c.last_write_us) as f64 / 1e6,
         ),
-    ] {
-        family(out, name, kind, help);
-        let _ = writeln!(out, "{name} {v}");
-    }
+    ];
+    unlabelled(out, &samples);
 }
 
 fn server_metrics(
@@ -992,6 +989,14 @@ fn alert_metrics(out: &mut String, engine: &Mutex<Engine>, live: &Mutex<LiveAler
             out,
             "gatewatch_alert_deliveries_total{{sink=\"{sink}\",outcome=\"{outcome}\"}} {v}"
         );
+    }
+}
+
+/// Metrics without labels: `(name, type, help, value)` each.
+fn unlabelled(out: &mut String, samples: &[(&str, &str, &str, f64)]) {
+    for (name, kind, help, v) in samples {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
     }
 }
 
