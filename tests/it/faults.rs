@@ -25,6 +25,22 @@ fn cluster_with(
     (cluster, b)
 }
 
+/// Another member of `group` on `topic` that reads without committing (its partitions are
+/// re-read by whoever gets them next).
+fn group_member(brokers: &str, group: &str, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    c
+}
+
 fn lines(events: &[(String, String)]) -> Vec<String> {
     events.iter().map(|e| e.1.clone()).collect()
 }
@@ -95,16 +111,7 @@ fn fetch_errors_and_a_rebalance_with_redelivery_count_nothing_twice() {
 
     // Another member joins the group, reads without committing, and leaves: the service gets
     // its partitions back and re-reads from the last commit.
-    let joiner: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .create()
-        .unwrap();
-    joiner.subscribe(&[&topic]).unwrap();
+    let joiner = group_member(&brokers, &group, &topic);
     wait_until(
         Duration::from_secs(60),
         "the second member to get partitions",
@@ -141,23 +148,12 @@ fn a_rebalance_storm_loses_nothing_and_counts_nothing_twice() {
     produce(&brokers, &topic, parts[0]);
     let svc = Service::start(config(&brokers, &topic, &group), None);
     svc.wait_for_messages(parts[0].len() as u64, Duration::from_secs(60));
-    let member = || -> BaseConsumer {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .create()
-            .unwrap();
-        c.subscribe(&[&topic]).unwrap();
-        c
-    };
     // Five rounds: one or two members join (taking partitions, reading without committing)
     // while more events arrive, then leave; each join and each leave is a rebalance.
     for (round, part) in parts[1..].iter().enumerate() {
-        let joiners: Vec<BaseConsumer> = (0..1 + round % 2).map(|_| member()).collect();
+        let joiners: Vec<BaseConsumer> = (0..1 + round % 2)
+            .map(|_| group_member(&brokers, &group, &topic))
+            .collect();
         wait_until(
             Duration::from_secs(60),
             "the joiners to get partitions",

@@ -4,9 +4,7 @@
 //! checkpoint directory that stops being writable is a logged, counted error: ingest goes on
 //! and the checkpoints already written stay intact.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use gatewatch::cli::Format;
@@ -14,15 +12,6 @@ use gatewatch::output::write_result;
 use gatewatch::sim::Rng;
 
 use crate::support::*;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn config_file(dir: &Path, brokers: &str, topic: &str, group: &str, checkpoints: &Path) -> String {
     let path = dir.join("gatewatch.toml");
@@ -39,31 +28,9 @@ fn config_file(dir: &Path, brokers: &str, topic: &str, group: &str, checkpoints:
     path.display().to_string()
 }
 
-/// Starts `gatewatch run` and returns it with its URL.
+/// Starts `gatewatch run` with `config`.
 fn start(config: &str) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
-        .args(["run", "--config", config, "--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(child);
-    let url = BufReader::new(stdout)
-        .lines()
-        .take(5)
-        .map(Result::unwrap)
-        .find_map(|l| {
-            l.split("open ").nth(1).map(|r| {
-                r.split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_end_matches('/')
-                    .to_string()
-            })
-        })
-        .expect("gatewatch run prints its URL");
-    (running, url)
+    start_run(&["--config", config, "--http", "127.0.0.1:0"])
 }
 
 fn csv(url: &str, sql: &str) -> Option<String> {

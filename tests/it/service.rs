@@ -1,22 +1,13 @@
 //! `gatewatch run` as a user starts it: the embedded default (no Kafka installed), the HTTP API
 //! and its content types, `gatewatch query`, `check-config`, and clear errors for bad flags.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use gatewatch::http_client::{request, Url};
 
-use crate::support::wait_until;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{start_run, wait_until};
 
 fn gatewatch() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gatewatch"))
@@ -24,29 +15,7 @@ fn gatewatch() -> Command {
 
 #[test]
 fn embedded_default_serves_live_data_sql_and_metrics() {
-    let mut child = gatewatch()
-        .args(["run", "--http", "127.0.0.1:0", "--speed", "1200"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut running = Running(child);
-    let mut url = None;
-    for line in BufReader::new(stdout).lines().take(5) {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("open ").nth(1) {
-            url = Some(
-                rest.split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_end_matches('/')
-                    .to_string(),
-            );
-            break;
-        }
-    }
-    let url = url.expect("gatewatch run prints the URL to open");
+    let (mut running, url) = start_run(&["--http", "127.0.0.1:0", "--speed", "1200"]);
     let u = Url::parse(&url).unwrap();
     let get = |path: &str, accept: &str| {
         let r = request(&u, "GET", path, accept, b"", None).unwrap();

@@ -263,3 +263,43 @@ pub fn produce(brokers: &str, topic: &str, events: &[(String, String)]) {
     }
     sink.finish().unwrap();
 }
+
+/// A `gatewatch` child process, killed when dropped.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `gatewatch run ARGS` (give it `--http 127.0.0.1:0`) and returns it with the URL it
+/// prints.
+pub fn start_run(args: &[&str]) -> (Running, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .arg("run")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let url = BufReader::new(stdout)
+        .lines()
+        .take(5)
+        .map(Result::unwrap)
+        .find_map(|l| {
+            l.split("open ").nth(1).map(|r| {
+                r.split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+        })
+        .expect("gatewatch run prints the URL to open");
+    (running, url)
+}
