@@ -91,6 +91,45 @@ impl Seconds<'_> {
     }
 }
 
+impl Seconds<'_> {
+    /// How many of the next seconds (at most `max`) are quiet: nothing starts, ends, is
+    /// rejected or changes capacity in them, so each is the previous second's end state
+    /// repeated (`sessions = peak`, no connects, disconnects or rejects). A night or a steady
+    /// morning is mostly such runs; [`Seconds::skip_quiet`] passes them in one step.
+    pub fn quiet_run(&self, max: usize) -> usize {
+        let mut until = self.end + 1000;
+        if let Some(&(t, _)) = self.changes.get(self.idx) {
+            until = until.min(t);
+        }
+        if let Some(&(t, _)) = self.server.capacity_changes.get(self.cap_idx) {
+            until = until.min(t);
+        }
+        if let Some(&(t, _)) = self.server.rejects.get(self.reject_idx) {
+            until = until.min(t);
+        }
+        // Second `s` is quiet when the next thing happens after its last millisecond.
+        let quiet = (until - self.next).div_euclid(1000).max(0) as usize;
+        quiet.min(max).min(self.remaining())
+    }
+
+    /// Passes `k` quiet seconds (as counted by [`Seconds::quiet_run`]) and returns the row they
+    /// all share, `ts` being the first one's.
+    pub fn skip_quiet(&mut self, k: usize) -> SecondRow {
+        debug_assert!(k <= self.quiet_run(k));
+        let row = SecondRow {
+            ts: self.next,
+            sessions: self.cur.max(0) as u32,
+            peak: self.cur.max(0) as u32,
+            connects: 0,
+            disconnects: 0,
+            rejects: 0,
+            capacity: self.capacity,
+        };
+        self.next += 1000 * k as i64;
+        row
+    }
+}
+
 impl Iterator for Seconds<'_> {
     type Item = SecondRow;
 
@@ -217,5 +256,47 @@ mod tests {
         );
         assert_eq!((rows[1].capacity, rows[0].capacity), (Some(5), Some(2)));
         assert_eq!(rows[2].sessions, 1);
+    }
+
+    /// Quiet runs passed in one step give exactly the rows of the second-by-second sweep.
+    #[test]
+    fn quiet_runs_equal_the_sweep() {
+        let srv = ServerSnapshot {
+            name: "a".into(),
+            site: None,
+            state: None,
+            base_capacity: Some(2),
+            capacity_changes: vec![(7_000, Some(5)), (30_999, None)],
+            first_ts: Some(1_200),
+            max_ts: Some(60_000),
+            sessions: vec![
+                session(1_200, Some(12_000)),
+                session(3_000, None),
+                session(12_000, Some(12_001)),
+                session(40_500, Some(55_999)),
+            ],
+            rejects: vec![(20_000, 1), (20_999, 2)],
+            auth_fails: Vec::new(),
+            latency: Default::default(),
+        };
+        for max in [1, 2, 3, 7, 1000] {
+            let expected: Vec<SecondRow> = seconds(&srv, 61_500, 0).collect();
+            let mut it = seconds(&srv, 61_500, 0);
+            let mut got = Vec::new();
+            while it.remaining() > 0 {
+                let q = it.quiet_run(max);
+                if q == 0 {
+                    got.push(it.next().unwrap());
+                } else {
+                    let row = it.skip_quiet(q);
+                    got.extend((0..q as i64).map(|k| SecondRow {
+                        ts: row.ts + 1000 * k,
+                        ..row
+                    }));
+                }
+            }
+            assert!(it.next().is_none());
+            assert_eq!(got, expected, "max {max}");
+        }
     }
 }
