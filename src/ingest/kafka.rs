@@ -33,7 +33,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::{decode_record, MAX_RECORD_BYTES};
+use super::{decode_record, decode_record_str, MAX_RECORD_BYTES};
 use crate::config::KafkaConfig;
 use crate::event::{EventColumns, Reason};
 
@@ -454,8 +454,11 @@ type CopiedHeaders = Vec<(String, Option<Vec<u8>>)>;
 /// back to back, and per message where it came from.
 #[derive(Default)]
 struct RawBatch {
+    /// The payloads, back to back (checked as UTF-8 in one pass).
     bytes: Vec<u8>,
-    /// Per message: payload span in `bytes`, its key span (`u32::MAX` start = no key).
+    /// The keys, back to back.
+    keys: Vec<u8>,
+    /// Per message: payload span in `bytes`, its key span in `keys` (`u32::MAX` start = no key).
     spans: Vec<(u32, u32, u32, u32)>,
     /// Per message: index into `topics`, partition, offset.
     origin: Vec<(u16, i32, i64)>,
@@ -480,9 +483,9 @@ impl RawBatch {
         let end = self.bytes.len() as u32;
         let (ks, ke) = match m.key() {
             Some(k) => {
-                let ks = self.bytes.len() as u32;
-                self.bytes.extend_from_slice(k);
-                (ks, self.bytes.len() as u32)
+                let ks = self.keys.len() as u32;
+                self.keys.extend_from_slice(k);
+                (ks, self.keys.len() as u32)
             }
             None => (u32::MAX, 0),
         };
@@ -519,7 +522,7 @@ impl RawBatch {
 
     fn key(&self, i: usize) -> Option<&[u8]> {
         let (_, _, ks, ke) = self.spans[i];
-        (ks != u32::MAX).then(|| &self.bytes[ks as usize..ke as usize])
+        (ks != u32::MAX).then(|| &self.keys[ks as usize..ke as usize])
     }
 }
 
@@ -616,6 +619,7 @@ where
                         process(cfg, consumer, producer, status, &raw, &mut apply);
                         in_flight.finish();
                         raw.bytes.clear();
+                        raw.keys.clear();
                         raw.spans.clear();
                         raw.origin.clear();
                         raw.headers.clear();
@@ -732,6 +736,36 @@ fn poll_loop(
     }
 }
 
+/// Decodes a polled batch: the events as one Arrow batch, for each row the index of its
+/// message, and the messages rejected with why.
+fn decode_batch(raw: &RawBatch) -> (RecordBatch, Vec<u32>, Vec<(u32, Reason)>) {
+    let mut columns = EventColumns::with_capacity(raw.len());
+    let mut row_message: Vec<u32> = Vec::with_capacity(raw.len());
+    let mut dead: Vec<(u32, Reason)> = Vec::new();
+    // One UTF-8 check for the whole batch is several times cheaper than one per message. A
+    // valid whole does not make every message valid (a character could straddle two), so each
+    // message must also start and end on a character boundary (`str::get`); any other message
+    // is checked on its own.
+    let text = std::str::from_utf8(&raw.bytes).ok();
+    for i in 0..raw.len() {
+        let (s, e, _, _) = raw.spans[i];
+        let payload = raw.payload(i);
+        let decoded = if payload.len() > MAX_RECORD_BYTES {
+            Err(Reason::LineTooLong)
+        } else {
+            match text.and_then(|t| t.get(s as usize..e as usize)) {
+                Some(message) => decode_record_str(message, &mut columns),
+                None => decode_record(payload, &mut columns),
+            }
+        };
+        match decoded {
+            Ok(()) => row_message.push(i as u32),
+            Err(r) => dead.push((i as u32, r)),
+        }
+    }
+    (columns.finish(), row_message, dead)
+}
+
 fn process<F>(
     cfg: &KafkaConfig,
     consumer: &BaseConsumer<IngestContext>,
@@ -742,22 +776,7 @@ fn process<F>(
 ) where
     F: FnMut(&RecordBatch, &[Reason], &[(&str, i32, i64)]) -> Vec<u32>,
 {
-    let mut columns = EventColumns::with_capacity(raw.len());
-    let mut row_message: Vec<u32> = Vec::with_capacity(raw.len());
-    let mut dead: Vec<(u32, Reason)> = Vec::new();
-    for i in 0..raw.len() {
-        let payload = raw.payload(i);
-        let decoded = if payload.len() > MAX_RECORD_BYTES {
-            Err(Reason::LineTooLong)
-        } else {
-            decode_record(payload, &mut columns)
-        };
-        match decoded {
-            Ok(()) => row_message.push(i as u32),
-            Err(r) => dead.push((i as u32, r)),
-        }
-    }
-    let batch = columns.finish();
+    let (batch, row_message, mut dead) = decode_batch(raw);
     let reasons: Vec<Reason> = dead.iter().map(|d| d.1).collect();
     let mut next: BTreeMap<(u16, i32), i64> = BTreeMap::new();
     for &(t, p, o) in &raw.origin {
@@ -864,6 +883,52 @@ fn send_dead_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw_batch(messages: &[&[u8]]) -> RawBatch {
+        let mut raw = RawBatch::default();
+        for m in messages {
+            let start = raw.bytes.len() as u32;
+            raw.bytes.extend_from_slice(m);
+            raw.spans.push((start, raw.bytes.len() as u32, u32::MAX, 0));
+            raw.origin.push((0, 0, raw.origin.len() as i64));
+        }
+        raw
+    }
+
+    /// The batch-wide UTF-8 check gives every message the verdict it gets alone, including two
+    /// invalid messages that together hold one valid character.
+    #[test]
+    fn a_batch_decodes_each_message_as_alone() {
+        let good: &[u8] = br#"{"type":"reject","ts":1,"server":"gw-01"}"#;
+        let utf8: &[u8] = "{\"type\":\"reject\",\"ts\":2,\"server\":\"gw-é\"}\n".as_bytes();
+        let cut = utf8.iter().position(|&b| b == 0xc3).unwrap() + 1;
+        let (left, right) = utf8.split_at(cut);
+        for messages in [
+            vec![good, utf8, good],
+            vec![good, left, right, good],
+            vec![left, right],
+            vec![b"\xff".as_slice(), good],
+            vec![b" ".as_slice(), b"[1]", good],
+        ] {
+            let raw = raw_batch(&messages);
+            let (batch, rows, dead) = decode_batch(&raw);
+            let mut alone_rows = Vec::new();
+            let mut alone_dead = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                let mut cols = EventColumns::with_capacity(1);
+                match decode_record(m, &mut cols) {
+                    Ok(()) => alone_rows.push(i as u32),
+                    Err(r) => alone_dead.push((i as u32, r)),
+                }
+            }
+            assert_eq!(
+                (rows, dead),
+                (alone_rows.clone(), alone_dead),
+                "{messages:?}"
+            );
+            assert_eq!(batch.num_rows(), alone_rows.len());
+        }
+    }
 
     /// TLS and SASL are compiled in: librdkafka refuses these properties at creation otherwise
     /// ("OpenSSL not available at build time").

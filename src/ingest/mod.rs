@@ -58,6 +58,23 @@ impl DecodedChunk {
 /// Decodes one record that is a whole message (a Kafka value): surrounding whitespace, such as
 /// a trailing newline, is allowed; an empty message is `invalid_json`.
 pub fn decode_record(raw: &[u8], cols: &mut EventColumns) -> Result<(), Reason> {
+    let (start, end) = trimmed(raw);
+    let ev = event::decode(&raw[start..end])?;
+    cols.push(&ev);
+    Ok(())
+}
+
+/// [`decode_record`] of a message already known to be UTF-8 (checked with its batch).
+pub fn decode_record_str(text: &str, cols: &mut EventColumns) -> Result<(), Reason> {
+    let (start, end) = trimmed(text.as_bytes());
+    // Whitespace is ASCII, so both ends are character boundaries.
+    let ev = event::decode_str(&text[start..end])?;
+    cols.push(&ev);
+    Ok(())
+}
+
+/// The span of `raw` without surrounding ASCII whitespace.
+fn trimmed(raw: &[u8]) -> (usize, usize) {
     let start = raw
         .iter()
         .position(|c| !c.is_ascii_whitespace())
@@ -66,9 +83,7 @@ pub fn decode_record(raw: &[u8], cols: &mut EventColumns) -> Result<(), Reason> 
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
-    let ev = event::decode(&raw[start..end])?;
-    cols.push(&ev);
-    Ok(())
+    (start, end)
 }
 
 /// Splits a chunk into records and decodes each. Blank lines are skipped (not rejected).
@@ -91,6 +106,10 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
     let mut cols = EventColumns::with_capacity(spans.len());
     let mut row_record = Vec::with_capacity(spans.len());
     let mut rejects = Vec::new();
+    // Checking the whole block as UTF-8 at once is several times cheaper than line by line;
+    // lines end at `\n` (ASCII), so every line of valid text is valid text. A block with a bad
+    // byte somewhere is checked line by line, so only the bad line is rejected.
+    let text = std::str::from_utf8(raw).ok();
     for (i, &(s, e)) in spans.iter().enumerate() {
         let mut line = &raw[s as usize..e as usize];
         // The length guard counts what the reader counts: the line without its `\n`.
@@ -104,7 +123,11 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             continue;
         }
-        match event::decode(line) {
+        let decoded = match text {
+            Some(text) => event::decode_str(&text[s as usize..s as usize + line.len()]),
+            None => event::decode(line),
+        };
+        match decoded {
             Ok(ev) => {
                 cols.push(&ev);
                 row_record.push(i as u32);
