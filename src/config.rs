@@ -183,6 +183,9 @@ pub struct EngineConfig {
     /// What-if capacities (`replay --capacity`): they replace every configured and announced
     /// capacity of the server; the key `*` applies to every server without its own.
     pub capacity_overrides: BTreeMap<String, u32>,
+    /// Whether accepted events are kept as the `events` table. Always on in the service;
+    /// `replay` turns it off when neither its query nor an SQL alert rule reads `events`.
+    pub keep_events: bool,
 }
 
 impl Default for EngineConfig {
@@ -194,6 +197,7 @@ impl Default for EngineConfig {
             events_memory_bytes: DEFAULT_EVENTS_MEMORY_BYTES,
             servers: BTreeMap::new(),
             capacity_overrides: BTreeMap::new(),
+            keep_events: true,
         }
     }
 }

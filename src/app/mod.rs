@@ -198,7 +198,15 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     // Check the SQL before reading gigabytes: plan it against an empty snapshot.
     let empty = Arc::new(Engine::new(config.engine.clone()).snapshot());
-    runtime()?.block_on(sql::check(empty, &sql_text))?;
+    let tables = runtime()?.block_on(sql::check(empty, &sql_text))?;
+    // Keeping every accepted event as Arrow is most of a replay's memory; a query that does not
+    // read `events` (nor any SQL alert rule, which may) does not pay for it.
+    let sql_rules = config
+        .alerts
+        .rules
+        .iter()
+        .any(|r| matches!(r.source, RuleSource::Sql(_)));
+    config.engine.keep_events = tables.contains(sql::tables::Table::Events.name()) || sql_rules;
     let outcome = replay_files(
         &args.files,
         &config,

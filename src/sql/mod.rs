@@ -199,9 +199,24 @@ fn read_only() -> SQLOptions {
 
 /// Plans a statement without running it: catches syntax errors, unknown columns and writes
 /// before any input is read.
-pub async fn check(snapshot: Arc<Snapshot>, sql: &str) -> Result<(), SqlError> {
-    plan(&context(snapshot), sql).await?;
-    Ok(())
+/// Returns the tables it reads (subqueries included), so `replay` keeps only what is asked.
+pub async fn check(
+    snapshot: Arc<Snapshot>,
+    sql: &str,
+) -> Result<std::collections::BTreeSet<String>, SqlError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let df = plan(&context(snapshot), sql).await?;
+    let mut tables = std::collections::BTreeSet::new();
+    df.logical_plan()
+        .apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                tables.insert(scan.table_name.table().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .expect("collecting table names cannot fail");
+    Ok(tables)
 }
 
 /// Plans and runs one read-only statement.

@@ -212,14 +212,7 @@ impl ChunkView {
             .column(col::TYPE)
             .as_string::<i32>()
             .iter()
-            .map(|t| match t.unwrap_or("") {
-                "connect" => EventType::Connect,
-                "disconnect" => EventType::Disconnect,
-                "latency" => EventType::Latency,
-                "auth_fail" => EventType::AuthFail,
-                "reject" => EventType::Reject,
-                _ => EventType::Server,
-            })
+            .map(|t| t.and_then(EventType::parse).unwrap_or(EventType::Server))
             .collect();
         ChunkView {
             batch: batch.clone(),
@@ -457,6 +450,27 @@ impl Hasher for PreHashed {
     }
 }
 
+/// A name of 1 to 16 bytes packed into integers: two equal keys are two equal names. Two
+/// overlapping loads (first and last bytes) cover every length from 4 up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct NameKey(u64, u64, usize);
+
+impl NameKey {
+    #[inline]
+    fn of(name: &str) -> Option<NameKey> {
+        let b = name.as_bytes();
+        let n = b.len();
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        match n {
+            8..=16 => Some(NameKey(u64_at(0), u64_at(n - 8), n)),
+            4..=7 => Some(NameKey(u32_at(0), u32_at(n - 4), n)),
+            1..=3 => Some(NameKey(b.iter().fold(0, |w, &c| w << 8 | c as u64), 0, n)),
+            _ => None,
+        }
+    }
+}
+
 /// Event ids seen in retention, as 128-bit hashes (a collision is ~1e-26 likely at 10^7 ids),
 /// kept per event-time hour. A redelivered event repeats its `ts`, so it is looked up in the one
 /// small set of its hour: a single set of millions of ids made every lookup a cache miss and
@@ -477,9 +491,18 @@ impl Dedupe {
 
     /// False if the id was already there.
     fn insert(&mut self, h: u128, ts: i64) -> bool {
+        let hour = ts.div_euclid(HOUR_MS);
+        // Nearly every event falls in the newest hour.
+        if let Some(mut newest) = self.by_hour.last_entry() {
+            if *newest.key() == hour {
+                return newest.get_mut().insert(h);
+            }
+        }
+        // A new hour starts sized like the newest one, so it is not rehashed as it fills.
+        let hint = self.by_hour.values().next_back().map_or(0, HashSet::len);
         self.by_hour
-            .entry(ts.div_euclid(HOUR_MS))
-            .or_default()
+            .entry(hour)
+            .or_insert_with(|| HashSet::with_capacity_and_hasher(hint, Default::default()))
             .insert(h)
     }
 
@@ -798,17 +821,24 @@ impl Engine {
         let mut keep = arrow::array::BooleanBufferBuilder::new(n);
         let mut dropped = 0usize;
         let mut touched: Vec<usize> = Vec::new();
-        let mut last_server: (&str, usize) = ("", usize::MAX);
+        // Server names seen in this batch, packed for comparison without `memcmp` calls.
+        let mut recent: Vec<(NameKey, usize)> = Vec::new();
         for row in 0..n {
             let ts = view.ts[row];
             let kind = view.kinds[row];
             let name = view.server.value(row);
-            let si = if last_server.1 != usize::MAX && last_server.0 == name {
-                last_server.1
-            } else {
-                let si = self.server_slot(name);
-                last_server = (name, si);
-                si
+            let si = match NameKey::of(name) {
+                Some(k) => match recent.iter().find(|r| r.0 == k) {
+                    Some(&(_, si)) => si,
+                    None => {
+                        let si = self.server_slot(name);
+                        if recent.len() < 64 {
+                            recent.push((k, si));
+                        }
+                        si
+                    }
+                },
+                None => self.server_slot(name),
             };
             let srv = &mut self.servers[si];
             let id_hash =
@@ -895,13 +925,15 @@ impl Engine {
                 srv.drain_through(w, timeout, &mut self.symbols, &mut self.counters);
             }
         }
-        let kept = if dropped == 0 {
-            batch.clone()
-        } else {
-            let mask = arrow::array::BooleanArray::new(keep.finish(), None);
-            arrow::compute::filter_record_batch(batch, &mask).expect("mask matches batch")
-        };
-        self.events.push(kept);
+        if self.cfg.keep_events {
+            let kept = if dropped == 0 {
+                batch.clone()
+            } else {
+                let mask = arrow::array::BooleanArray::new(keep.finish(), None);
+                arrow::compute::filter_record_batch(batch, &mask).expect("mask matches batch")
+            };
+            self.events.push(kept);
+        }
         let dropped_early = self.events.shrink_to(self.cfg.events_memory_bytes);
         if dropped_early > 0 {
             if self.counters.events_dropped_early == 0 {
@@ -1382,6 +1414,31 @@ mod tests {
             rows.iter().map(|r| r.sessions).collect::<Vec<_>>(),
             vec![1, 2, 1]
         );
+    }
+
+    #[test]
+    fn name_keys_are_equal_exactly_when_names_are() {
+        let mut rng = crate::sim::Rng::new(5);
+        let names: Vec<String> = (0..3000)
+            .map(|_| {
+                let n = rng.below(20) as usize;
+                (0..n)
+                    .map(|_| (b'a' + rng.below(3) as u8) as char)
+                    .collect()
+            })
+            .collect();
+        for a in &names {
+            for b in names.iter().take(300) {
+                match (NameKey::of(a), NameKey::of(b)) {
+                    (Some(ka), Some(kb)) => assert_eq!(ka == kb, a == b, "{a:?} {b:?}"),
+                    (ka, kb) => assert!(
+                        (ka.is_none() && (a.is_empty() || a.len() > 16))
+                            && (kb.is_some() || b.is_empty() || b.len() > 16)
+                            || (kb.is_none() && (b.is_empty() || b.len() > 16))
+                    ),
+                }
+            }
+        }
     }
 
     #[test]
