@@ -865,19 +865,11 @@ impl<'a> Parser<'a> {
 /// Index of the first `"`, `\\` or control byte (< 0x20), eight bytes at a time: for each
 /// special kind, `(x - 0x01..) & !x & 0x80..` flags zero bytes of `x`; only flags above the first
 /// true match can be spurious (borrows travel upwards), so the lowest flag is exact.
-/// On x86-64, sixteen bytes at a time with SSE2 (always present there) while sixteen remain.
 #[inline]
 fn find_string_special(s: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
-    #[cfg(target_arch = "x86_64")]
-    while i + 16 <= s.len() {
-        if let Some(k) = special_in_16(&s[i..i + 16]) {
-            return Some(i + k);
-        }
-        i += 16;
-    }
     while i + 8 <= s.len() {
         let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
         let q = w ^ (LO * b'"' as u64);
@@ -894,34 +886,6 @@ fn find_string_special(s: &[u8]) -> Option<usize> {
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
         .map(|k| i + k)
-}
-
-/// The first `"`, `\\` or control byte among sixteen, by three SSE2 byte compares.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn special_in_16(b: &[u8]) -> Option<usize> {
-    // SAFETY: SSE2 is part of the x86-64 baseline, so the CPU has it; the intrinsics take and
-    // return values only (no pointers).
-    unsafe { special_in_16_sse2(b) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse2")]
-fn special_in_16_sse2(b: &[u8]) -> Option<usize> {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        _mm_set_epi64x,
-    };
-    let lo = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-    let hi = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
-    let x = _mm_set_epi64x(hi as i64, lo as i64);
-    let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
-    let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
-    // x <= 0x1f (unsigned) exactly when max(x, 0x1f) == 0x1f.
-    let limit = _mm_set1_epi8(0x1f);
-    let control = _mm_cmpeq_epi8(_mm_max_epu8(x, limit), limit);
-    let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32;
-    (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
 const POW10: [f64; 16] = [

@@ -18,6 +18,7 @@ use datafusion::common::Result;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::event::{events_schema, ts_type};
@@ -139,7 +140,7 @@ impl Table {
         match self {
             Table::Events => snap.events.clone(),
             Table::Sessions => vec![sessions(snap)],
-            Table::Concurrency => concurrency(snap, &(0..8).collect::<Vec<_>>()),
+            Table::Concurrency => concurrency_all(snap),
             Table::Latency => vec![latency_rows(snap)],
             Table::Servers => vec![servers(snap)],
             Table::Alerts => vec![alerts(snap)],
@@ -204,43 +205,119 @@ fn sessions(snap: &Snapshot) -> RecordBatch {
     )
 }
 
-/// Builds the `concurrency` table's columns `cols` (indexes into its schema) for every server,
-/// servers spread over the cores: 24 h of 10 servers is 864k rows, a replay of days far more.
-fn concurrency(snap: &Snapshot, cols: &[usize]) -> Vec<RecordBatch> {
+/// A server of a snapshot, held by a query that may outlive the caller's borrow.
+struct ServerOf(Arc<Snapshot>, usize);
+
+impl std::ops::Deref for ServerOf {
+    type Target = crate::state::ServerSnapshot;
+    fn deref(&self) -> &Self::Target {
+        &self.0.servers[self.1]
+    }
+}
+
+/// One partition of the `concurrency` table, built as the query reads it: a batch at a time,
+/// server after server. A replay of days is millions of rows; built lazily they are never all
+/// in memory at once, and the aggregation that reads them runs while they are being made.
+struct ConcurrencyGenerator {
+    snapshot: Arc<Snapshot>,
+    /// The servers of this partition, by index into the snapshot.
+    servers: Vec<usize>,
+    /// The one being read, and its sweep.
+    current: Option<(usize, timeline::Seconds<ServerOf>)>,
+    cols: Vec<usize>,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for ConcurrencyGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConcurrencyGenerator(servers={:?})", self.servers)
+    }
+}
+
+impl fmt::Display for ConcurrencyGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "concurrency: {} server(s)", self.servers.len())
+    }
+}
+
+impl LazyBatchGenerator for ConcurrencyGenerator {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn generate_next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let (Some(now), Some(horizon)) = (self.snapshot.now_ms, self.snapshot.horizon_ms()) else {
+            return Ok(None);
+        };
+        loop {
+            if let Some((si, it)) = self.current.as_mut() {
+                let name = &self.snapshot.servers[*si].name;
+                if let Some(b) = concurrency_batch(it, name, &self.cols, self.schema.clone()) {
+                    return Ok(Some(b));
+                }
+            }
+            let Some(si) = self.servers.pop() else {
+                return Ok(None);
+            };
+            let server = ServerOf(self.snapshot.clone(), si);
+            self.current = Some((si, timeline::seconds(server, now, horizon)));
+        }
+    }
+
+    fn reset_state(&self) -> Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> {
+        let mut servers = self.servers.clone();
+        if let Some((si, _)) = &self.current {
+            servers.push(*si);
+        }
+        Arc::new(parking_lot::RwLock::new(ConcurrencyGenerator {
+            snapshot: self.snapshot.clone(),
+            servers,
+            current: None,
+            cols: self.cols.clone(),
+            schema: self.schema.clone(),
+        }))
+    }
+}
+
+/// Every row and column of the `concurrency` table, at once.
+fn concurrency_all(snap: &Snapshot) -> Vec<RecordBatch> {
     let (Some(now), Some(horizon)) = (snap.now_ms, snap.horizon_ms()) else {
         return vec![];
     };
-    let schema = Arc::new(
-        Table::Concurrency
-            .schema()
-            .project(cols)
-            .expect("valid projection"),
-    );
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(snap.servers.len().max(1));
-    let per = snap.servers.len().div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = snap
-            .servers
-            .chunks(per)
-            .map(|servers| {
-                let schema = schema.clone();
-                scope.spawn(move || {
-                    servers
-                        .iter()
-                        .flat_map(|srv| {
-                            concurrency_batches(srv, now, horizon, cols, schema.clone())
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("builder thread does not panic"))
-            .collect()
-    })
+    let (cols, schema): (Vec<usize>, SchemaRef) = ((0..8).collect(), Table::Concurrency.schema());
+    let mut out = Vec::new();
+    for srv in &snap.servers {
+        let mut it = timeline::seconds(srv, now, horizon);
+        while let Some(b) = concurrency_batch(&mut it, &srv.name, &cols, schema.clone()) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The `concurrency` table's columns `cols` (indexes into its schema) as `partitions` lazy
+/// generators, servers spread over them.
+fn concurrency(
+    snap: &Arc<Snapshot>,
+    cols: &[usize],
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = Arc::new(Table::Concurrency.schema().project(cols)?);
+    let parts = partitions.min(snap.servers.len()).max(1);
+    let generators = (0..parts)
+        .map(|p| {
+            // Popped from the back: reversed, so each partition reads its servers in order.
+            let servers: Vec<usize> = (p..snap.servers.len()).step_by(parts).rev().collect();
+            Arc::new(parking_lot::RwLock::new(ConcurrencyGenerator {
+                snapshot: snap.clone(),
+                servers,
+                current: None,
+                cols: cols.to_vec(),
+                schema: schema.clone(),
+            })) as Arc<parking_lot::RwLock<dyn LazyBatchGenerator>>
+        })
+        .collect();
+    Ok(Arc::new(LazyMemoryExec::try_new(schema, generators)?))
 }
 
 /// `n` copies of `s` as a string array, built as one buffer (a column of one repeated value).
@@ -257,27 +334,25 @@ fn repeated(s: &str, n: usize) -> arrow::array::StringArray {
 /// Rows per `concurrency` batch.
 const CONCURRENCY_BATCH_ROWS: usize = 65_536;
 
-fn concurrency_batches(
-    srv: &crate::state::ServerSnapshot,
-    now: i64,
-    horizon: i64,
+/// The next batch of a server's sweep (`None` at its end), with the columns `cols`.
+fn concurrency_batch<S: std::ops::Deref<Target = crate::state::ServerSnapshot>>(
+    it: &mut timeline::Seconds<S>,
+    name: &str,
     cols: &[usize],
     schema: SchemaRef,
-) -> Vec<RecordBatch> {
-    let mut it = timeline::seconds(srv, now, horizon);
+) -> Option<RecordBatch> {
     // Keep a batch's `server` column under 1 GiB of i32 offsets, however long the name.
     let batch_rows = CONCURRENCY_BATCH_ROWS
-        .min((1 << 30) / srv.name.len().max(1))
+        .min((1 << 30) / name.len().max(1))
         .max(1);
     let want = |c: usize| cols.contains(&c);
     let (w_ts, w_cap) = (want(0), want(7));
     let w_int: [bool; 5] = std::array::from_fn(|k| want(2 + k));
-    let mut out = Vec::new();
-    loop {
-        let n = it.remaining().min(batch_rows);
-        if n == 0 {
-            return out;
-        }
+    let n = it.remaining().min(batch_rows);
+    if n == 0 {
+        return None;
+    }
+    {
         // Only the projected columns are filled; the others stay empty.
         let mut ts: Vec<i64> = Vec::with_capacity(if w_ts { n } else { 0 });
         let mut ints: [Vec<i64>; 5] =
@@ -319,7 +394,7 @@ fn concurrency_batches(
                     )
                     .with_timezone("UTC"),
                 ) as ArrayRef,
-                1 => Arc::new(repeated(&srv.name, n)),
+                1 => Arc::new(repeated(name, n)),
                 2..=6 => Arc::new(arrow::array::Int64Array::new(
                     ints[c - 2].take().unwrap_or_default().into(),
                     None,
@@ -327,14 +402,14 @@ fn concurrency_batches(
                 _ => Arc::new(cap.finish()),
             })
             .collect();
-        out.push(
+        Some(
             RecordBatch::try_new_with_options(
-                schema.clone(),
+                schema,
                 columns,
                 &arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
             )
             .expect("columns match the concurrency schema"),
-        );
+        )
     }
 }
 
@@ -543,32 +618,18 @@ impl TableProvider for SnapshotTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // `concurrency` can be millions of rows: build only the columns the query reads, per
-        // scan. The other tables are small enough to build whole once per query.
-        let (batches, schema, projection) = if self.table == Table::Concurrency {
-            let cols: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..8).collect());
-            let t = std::time::Instant::now();
-            let batches = concurrency(&self.snapshot, &cols);
-            tracing::debug!(
-                build_ms = t.elapsed().as_millis() as u64,
-                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-                columns = cols.len(),
-                "Built the concurrency table."
-            );
-            let schema = Arc::new(self.schema().project(&cols)?);
-            (std::borrow::Cow::Owned(batches), schema, None)
-        } else {
-            let batches = self
-                .built
-                .get_or_init(|| self.table.batches(&self.snapshot));
-            (
-                std::borrow::Cow::Borrowed(batches),
-                self.schema(),
-                projection.cloned(),
-            )
-        };
-        // Spread batches over the configured partitions so scans use every core.
         let parts = state.config().target_partitions().max(1);
+        // `concurrency` can be millions of rows: only the columns the query reads, made as it
+        // reads them. The other tables are small enough to build whole once per query.
+        if self.table == Table::Concurrency {
+            let cols: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..8).collect());
+            return concurrency(&self.snapshot, &cols, parts);
+        }
+        let batches = self
+            .built
+            .get_or_init(|| self.table.batches(&self.snapshot));
+        let (schema, projection) = (self.schema(), projection.cloned());
+        // Spread batches over the configured partitions so scans use every core.
         let mut partitions: Vec<Vec<RecordBatch>> =
             vec![Vec::new(); parts.min(batches.len()).max(1)];
         let k = partitions.len();

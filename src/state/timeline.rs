@@ -8,6 +8,8 @@
 //! started/ended in it (ends of every kind, so `sessions(s) = sessions(s-1) + connects -
 //! disconnects`), `rejects` the reject events in it, `capacity` the capacity in force at its end.
 
+use std::ops::Deref;
+
 use super::ServerSnapshot;
 
 /// One row of the `concurrency` table.
@@ -34,8 +36,9 @@ fn floor_sec(ms: i64) -> i64 {
 }
 
 /// Rows from the server's first event (or `horizon`, if later) to `now`, one per second,
-/// produced one at a time: memory is O(sessions), not O(seconds).
-pub fn seconds(server: &ServerSnapshot, now: i64, horizon: i64) -> Seconds<'_> {
+/// produced one at a time: memory is O(sessions), not O(seconds). `server` is a reference, or
+/// anything else that derefs to the server (a query that outlives the caller holds the snapshot).
+pub fn seconds<S: Deref<Target = ServerSnapshot>>(server: S, now: i64, horizon: i64) -> Seconds<S> {
     let start = server
         .first_ts
         .map_or(i64::MAX, |f| floor_sec(f.max(horizon)));
@@ -54,6 +57,7 @@ pub fn seconds(server: &ServerSnapshot, now: i64, horizon: i64) -> Seconds<'_> {
     } else {
         server.capacity_changes[cap_idx - 1].1
     };
+    let reject_idx = server.rejects.partition_point(|(t, _)| *t < start);
     Seconds {
         server,
         next: start,
@@ -63,13 +67,13 @@ pub fn seconds(server: &ServerSnapshot, now: i64, horizon: i64) -> Seconds<'_> {
         cur: 0,
         cap_idx,
         capacity,
-        reject_idx: server.rejects.partition_point(|(t, _)| *t < start),
+        reject_idx,
     }
 }
 
 /// Iterator over a server's [`SecondRow`]s.
-pub struct Seconds<'a> {
-    server: &'a ServerSnapshot,
+pub struct Seconds<S> {
+    server: S,
     next: i64,
     end: i64,
     changes: Vec<(i64, i32)>,
@@ -80,7 +84,7 @@ pub struct Seconds<'a> {
     reject_idx: usize,
 }
 
-impl Seconds<'_> {
+impl<S: Deref<Target = ServerSnapshot>> Seconds<S> {
     /// Rows left.
     pub fn remaining(&self) -> usize {
         if self.next > self.end {
@@ -91,7 +95,7 @@ impl Seconds<'_> {
     }
 }
 
-impl Seconds<'_> {
+impl<S: Deref<Target = ServerSnapshot>> Seconds<S> {
     /// How many of the next seconds (at most `max`) are quiet: nothing starts, ends, is
     /// rejected or changes capacity in them, so each is the previous second's end state
     /// repeated (`sessions = peak`, no connects, disconnects or rejects). A night or a steady
@@ -130,7 +134,7 @@ impl Seconds<'_> {
     }
 }
 
-impl Iterator for Seconds<'_> {
+impl<S: Deref<Target = ServerSnapshot>> Iterator for Seconds<S> {
     type Item = SecondRow;
 
     fn next(&mut self) -> Option<SecondRow> {
