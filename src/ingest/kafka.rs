@@ -6,11 +6,9 @@
 //! the caller's `apply` callback is the only way decoded events leave this module.
 //!
 //! The pipeline: the polling thread takes a batch of messages (up to [`MAX_BATCH`], or what
-//! arrives within 20 ms), copies it out of librdkafka and decodes it into one Arrow batch; the
-//! apply thread hands that to `apply`, sends the rejects (and those `apply` found late) to the
-//! dead-letter topic and waits for their delivery, then stores each partition's offset.
-//! (Decoding is most of the work; on the polling thread it overlaps the previous batch's
-//! apply instead of adding to it.) A
+//! arrives within 20 ms) and copies it out of librdkafka; the apply thread decodes it into one
+//! Arrow batch, hands it to `apply`, sends the rejects (and those `apply` found late) to the
+//! dead-letter topic and waits for their delivery, then stores each partition's offset. A
 //! rebalance can only happen inside `poll`; the revoke handler first waits until every polled
 //! batch is applied and stored, then commits synchronously.
 //! A crash between `apply` and the commit redelivers events, and duplicate ids make that
@@ -469,13 +467,7 @@ struct RawBatch {
     topics: Vec<String>,
     /// librdkafka's topic handles, parallel to `topics` (compared, never dereferenced).
     topic_handles: Vec<usize>,
-    /// The batch decoded ([`decode_batch`]), once the polling thread has done it.
-    decoded: Option<Decoded>,
 }
-
-/// A decoded batch: the events, for each row the index of its message, and the messages
-/// rejected with why.
-type Decoded = (RecordBatch, Vec<u32>, Vec<(u32, Reason)>);
 
 impl RawBatch {
     fn push(&mut self, m: &BorrowedMessage<'_>) {
@@ -624,7 +616,7 @@ where
                 .name("kafka-apply".into())
                 .spawn_scoped(scope, move || {
                     for mut raw in from_poller {
-                        process(cfg, consumer, producer, status, &mut raw, &mut apply);
+                        process(cfg, consumer, producer, status, &raw, &mut apply);
                         in_flight.finish();
                         raw.bytes.clear();
                         raw.keys.clear();
@@ -736,7 +728,6 @@ fn poll_loop(
         if status.brokers_down.swap(false, Ordering::Relaxed) {
             tracing::info!(%brokers, "Kafka brokers answer again.");
         }
-        raw.decoded = Some(decode_batch(&raw));
         in_flight.add();
         if to_worker.send(raw).is_err() {
             in_flight.finish();
@@ -745,8 +736,9 @@ fn poll_loop(
     }
 }
 
-/// Decodes a polled batch.
-fn decode_batch(raw: &RawBatch) -> Decoded {
+/// Decodes a polled batch: the events as one Arrow batch, for each row the index of its
+/// message, and the messages rejected with why.
+fn decode_batch(raw: &RawBatch) -> (RecordBatch, Vec<u32>, Vec<(u32, Reason)>) {
     let mut columns = EventColumns::with_capacity(raw.len());
     let mut row_message: Vec<u32> = Vec::with_capacity(raw.len());
     let mut dead: Vec<(u32, Reason)> = Vec::new();
@@ -779,16 +771,12 @@ fn process<F>(
     consumer: &BaseConsumer<IngestContext>,
     producer: &ThreadedProducer<DeadLetterContext>,
     status: &KafkaStatus,
-    raw: &mut RawBatch,
+    raw: &RawBatch,
     apply: &mut F,
 ) where
     F: FnMut(&RecordBatch, &[Reason], &[(&str, i32, i64)]) -> Vec<u32>,
 {
-    let (batch, row_message, mut dead) = match raw.decoded.take() {
-        Some(d) => d,
-        None => decode_batch(raw),
-    };
-    let raw = &*raw;
+    let (batch, row_message, mut dead) = decode_batch(raw);
     let reasons: Vec<Reason> = dead.iter().map(|d| d.1).collect();
     let mut next: BTreeMap<(u16, i32), i64> = BTreeMap::new();
     for &(t, p, o) in &raw.origin {
