@@ -59,14 +59,15 @@ fn kill_9_at_random_points_then_restart_loses_nothing_and_counts_nothing_twice()
     let events = story("2020-03-17", 60, 21);
     let lines: Vec<String> = events.iter().map(|e| e.1.clone()).collect();
 
-    // The simulator's day goes to Kafka in 40 parts over ~16 s while gatewatch is killed and
-    // restarted underneath it.
+    // The simulator's day goes to Kafka in 60 parts over ~30 s while gatewatch is killed and
+    // restarted underneath it (four rounds of start, progress and a random wait take about as
+    // long, so most kills land while events are still arriving).
     let producer = {
         let (brokers, topic, events) = (brokers.to_string(), topic.clone(), events.clone());
         std::thread::spawn(move || {
-            for part in events.chunks(events.len().div_ceil(40)) {
+            for part in events.chunks(events.len().div_ceil(60)) {
                 produce(&brokers, &topic, part);
-                std::thread::sleep(Duration::from_millis(400));
+                std::thread::sleep(Duration::from_millis(500));
             }
         })
     };
@@ -136,6 +137,10 @@ fn kill_9_at_random_points_then_restart_loses_nothing_and_counts_nothing_twice()
     assert!(
         kills.iter().any(|k| k.2 > 0),
         "no kill happened after a checkpoint was written: {kills:?}"
+    );
+    assert!(
+        kills.iter().filter(|k| k.1 < lines.len()).count() >= 2,
+        "fewer than two kills happened mid-stream: {kills:?}"
     );
     eprintln!(
         "kill -9: {} events; kills at {kills:?} (round, events applied just before, checkpoint files)",
