@@ -5,6 +5,7 @@
 //! [`Snapshot`]), I/O other than returning record batches.
 
 pub mod archive;
+mod bounds;
 pub mod tables;
 pub mod udf;
 

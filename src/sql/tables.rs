@@ -17,10 +17,11 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::bounds::time_bounds;
 use crate::event::{events_schema, ts_type};
 use crate::state::latency::{self, Metric};
 use crate::state::{timeline, Snapshot};
@@ -226,6 +227,8 @@ struct ConcurrencyGenerator {
     current: Option<(usize, timeline::Seconds<ServerOf>)>,
     cols: Vec<usize>,
     schema: SchemaRef,
+    /// `[lo, hi)`, ms: the seconds the query's filters on `ts` allow.
+    time_range: (i64, i64),
 }
 
 impl fmt::Debug for ConcurrencyGenerator {
@@ -249,6 +252,10 @@ impl LazyBatchGenerator for ConcurrencyGenerator {
         let (Some(now), Some(horizon)) = (self.snapshot.now_ms, self.snapshot.horizon_ms()) else {
             return Ok(None);
         };
+        // Only the seconds the query's time filters can keep: `[lo, hi)` in ms. Starting the
+        // sweep later gives the same rows from there on (it accounts for everything before).
+        let (lo, hi) = self.time_range;
+        let (now, horizon) = (now.min(hi.saturating_sub(1)), horizon.max(lo));
         loop {
             if let Some((si, it)) = self.current.as_mut() {
                 let name = &self.snapshot.servers[*si].name;
@@ -275,6 +282,7 @@ impl LazyBatchGenerator for ConcurrencyGenerator {
             current: None,
             cols: self.cols.clone(),
             schema: self.schema.clone(),
+            time_range: self.time_range,
         }))
     }
 }
@@ -296,11 +304,12 @@ fn concurrency_all(snap: &Snapshot) -> Vec<RecordBatch> {
 }
 
 /// The `concurrency` table's columns `cols` (indexes into its schema) as `partitions` lazy
-/// generators, servers spread over them.
+/// generators, servers spread over them, sweeping only `time_range` (`[lo, hi)`, ms).
 fn concurrency(
     snap: &Arc<Snapshot>,
     cols: &[usize],
     partitions: usize,
+    time_range: (i64, i64),
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let schema = Arc::new(Table::Concurrency.schema().project(cols)?);
     let parts = partitions.min(snap.servers.len()).max(1);
@@ -314,6 +323,7 @@ fn concurrency(
                 current: None,
                 cols: cols.to_vec(),
                 schema: schema.clone(),
+                time_range,
             })) as Arc<parking_lot::RwLock<dyn LazyBatchGenerator>>
         })
         .collect();
@@ -611,19 +621,35 @@ impl TableProvider for SnapshotTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // `concurrency` sweeps only the seconds filters on `ts` allow; DataFusion still applies
+        // every filter (Inexact), so the result is exact whatever the filter says.
+        let how = if self.table == Table::Concurrency {
+            TableProviderFilterPushDown::Inexact
+        } else {
+            TableProviderFilterPushDown::Unsupported
+        };
+        Ok(vec![how; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let parts = state.config().target_partitions().max(1);
-        // `concurrency` can be millions of rows: only the columns the query reads, made as it
-        // reads them. The other tables are small enough to build whole once per query.
+        // `concurrency` can be millions of rows: only the columns the query reads, only the
+        // seconds its filters on `ts` allow, made as it reads them. The other tables are small
+        // enough to build whole once per query.
         if self.table == Table::Concurrency {
             let cols: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..8).collect());
-            return concurrency(&self.snapshot, &cols, parts);
+            let range = time_bounds(filters, "ts");
+            return concurrency(&self.snapshot, &cols, parts, range);
         }
         let batches = self
             .built

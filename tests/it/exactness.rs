@@ -601,6 +601,60 @@ fn check_seed(seed: u64) {
         "checked {seconds_checked} seconds"
     );
 
+    // Time windows: `concurrency` sweeps only the seconds a query's filters on `ts` allow
+    // (starting the sweep late must not change a row); the rows must be those of the whole
+    // table, just checked against the model, that the same condition keeps.
+    let all: Vec<(&String, [Option<i64>; 7])> = per_server
+        .iter()
+        .flat_map(|(s, rows)| rows.iter().map(move |r| (s, *r)))
+        .collect();
+    let t0 = all.iter().map(|r| r.1[0].unwrap()).min().unwrap();
+    let t1 = all.iter().map(|r| r.1[0].unwrap()).max().unwrap();
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    for _ in 0..4 {
+        // Not on second boundaries, and sometimes reaching past either end.
+        let a = t0 - 5_000 + rng.below((t1 - t0 + 10_000) as u64) as i64;
+        let b = a + rng.below(900_000) as i64;
+        let (fa, fb) = (format_rfc3339_ms(a), format_rfc3339_ms(b));
+        type Keep = Box<dyn Fn(i64) -> bool>;
+        let windows: Vec<(String, Keep)> = vec![
+            (
+                format!("ts BETWEEN '{fa}' AND '{fb}'"),
+                Box::new(move |t| t >= a && t <= b),
+            ),
+            (
+                format!("ts >= '{fa}' AND ts < '{fb}'"),
+                Box::new(move |t| t >= a && t < b),
+            ),
+            (
+                format!("'{fa}' < ts AND ts <= '{fb}'"),
+                Box::new(move |t| t > a && t <= b),
+            ),
+            (
+                format!("ts > '{fa}' OR ts < '{fb}'"),
+                Box::new(move |t| t > a || t < b),
+            ),
+            (format!("ts < '{fa}'"), Box::new(move |t| t < a)),
+        ];
+        for (cond, keep) in windows {
+            let q = format!("SELECT server, ts, sessions, peak, connects, disconnects, rejects, capacity FROM concurrency WHERE {cond} ORDER BY server, ts");
+            let mut got = Vec::new();
+            for b in &sql(&snap, &q) {
+                let s = strs(b, 0);
+                let cols: Vec<Vec<Option<i64>>> = (1..8).map(|c| i64s(b, c)).collect();
+                for i in 0..b.num_rows() {
+                    got.push((s[i].clone().unwrap(), std::array::from_fn(|c| cols[c][i])));
+                }
+            }
+            let want: Vec<(String, [Option<i64>; 7])> = all
+                .iter()
+                .filter(|r| keep(r.1[0].unwrap()))
+                .map(|r| (r.0.clone(), r.1))
+                .collect();
+            assert_eq!(got, want, "seed {seed}: concurrency WHERE {cond}");
+        }
+    }
+
     // Percentiles per server per minute per metric, nearest rank on sorted samples.
     let mut samples: BTreeMap<(String, i64, String), Vec<f64>> = BTreeMap::new();
     for (_, e) in &m.accepted {
