@@ -1127,35 +1127,50 @@ impl<B> Gaps<B> {
     }
 }
 
-impl Gaps<StringBuilder> {
-    #[inline]
-    fn push_str(&mut self, v: Option<&str>) {
-        match v {
-            Some(v) => {
-                if self.nulls > 0 {
-                    self.builder.append_nulls(std::mem::take(&mut self.nulls));
-                }
-                self.builder.append_value(v);
-            }
-            None => self.nulls += 1,
-        }
-    }
+/// What [`Gaps`] needs of an Arrow builder.
+trait ColumnBuilder {
+    /// What one row holds.
+    type Value<'a>;
+    fn append(&mut self, v: Self::Value<'_>);
+    fn append_nulls(&mut self, n: usize);
+    fn finish_array(&mut self) -> ArrayRef;
+}
 
-    fn finish(&mut self) -> ArrayRef {
-        self.builder.append_nulls(std::mem::take(&mut self.nulls));
-        Arc::new(self.builder.finish())
+impl ColumnBuilder for StringBuilder {
+    type Value<'a> = &'a str;
+    fn append(&mut self, v: &str) {
+        self.append_value(v);
+    }
+    fn append_nulls(&mut self, n: usize) {
+        StringBuilder::append_nulls(self, n);
+    }
+    fn finish_array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
     }
 }
 
-impl<T: arrow::datatypes::ArrowPrimitiveType> Gaps<arrow::array::PrimitiveBuilder<T>> {
+impl<T: arrow::datatypes::ArrowPrimitiveType> ColumnBuilder for arrow::array::PrimitiveBuilder<T> {
+    type Value<'a> = T::Native;
+    fn append(&mut self, v: T::Native) {
+        self.append_value(v);
+    }
+    fn append_nulls(&mut self, n: usize) {
+        arrow::array::PrimitiveBuilder::append_nulls(self, n);
+    }
+    fn finish_array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
+}
+
+impl<B: ColumnBuilder> Gaps<B> {
     #[inline]
-    fn push(&mut self, v: Option<T::Native>) {
+    fn push(&mut self, v: Option<B::Value<'_>>) {
         match v {
             Some(v) => {
                 if self.nulls > 0 {
                     self.builder.append_nulls(std::mem::take(&mut self.nulls));
                 }
-                self.builder.append_value(v);
+                self.builder.append(v);
             }
             None => self.nulls += 1,
         }
@@ -1163,7 +1178,7 @@ impl<T: arrow::datatypes::ArrowPrimitiveType> Gaps<arrow::array::PrimitiveBuilde
 
     fn finish(&mut self) -> ArrayRef {
         self.builder.append_nulls(std::mem::take(&mut self.nulls));
-        Arc::new(self.builder.finish())
+        self.builder.finish_array()
     }
 }
 
@@ -1233,21 +1248,21 @@ impl EventColumns {
         self.ts.append_value(e.ts);
         self.kind.append_value(e.event_type().as_str());
         self.server.append_value(&e.server);
-        self.session.push_str(e.session.as_deref());
-        self.user.push_str(e.user.as_deref());
-        self.site.push_str(e.site.as_deref());
-        self.os.push_str(e.os.as_deref());
-        self.app.push_str(e.app.as_deref());
+        self.session.push(e.session.as_deref());
+        self.user.push(e.user.as_deref());
+        self.site.push(e.site.as_deref());
+        self.os.push(e.os.as_deref());
+        self.app.push(e.app.as_deref());
         self.setup_ms.push(e.setup_ms);
         self.rtt_ms.push(e.rtt_ms);
         self.jitter_ms.push(e.jitter_ms);
         self.loss_pct.push(e.loss_pct);
-        self.reason.push_str(e.reason.as_deref());
+        self.reason.push(e.reason.as_deref());
         self.bytes_in.push(e.bytes_in);
         self.bytes_out.push(e.bytes_out);
-        self.id.push_str(e.id.as_deref());
+        self.id.push(e.id.as_deref());
         self.capacity.push(e.capacity);
-        self.state.push_str(e.state.map(ServerState::as_str));
+        self.state.push(e.state.map(ServerState::as_str));
         self.len += 1;
     }
 
