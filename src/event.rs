@@ -58,22 +58,15 @@ impl EventType {
         }
     }
 
-    /// Parses a wire name, comparing packed integers (this runs once per event).
+    /// Parses a wire name, compared as a [`ShortKey`] (this runs once per event).
     pub fn parse(s: &str) -> Option<Self> {
-        const fn p(s: &str) -> (usize, u64, u64) {
-            let (w, t) = packed(s.as_bytes());
-            (s.len(), w, t)
-        }
-        const CONNECT: (usize, u64, u64) = p("connect");
-        const DISCONNECT: (usize, u64, u64) = p("disconnect");
-        const LATENCY: (usize, u64, u64) = p("latency");
-        const AUTH_FAIL: (usize, u64, u64) = p("auth_fail");
-        const REJECT: (usize, u64, u64) = p("reject");
-        const SERVER: (usize, u64, u64) = p("server");
-        if s.len() > 16 {
-            return None;
-        }
-        Some(match p(s) {
+        const CONNECT: ShortKey = ShortKey::known("connect");
+        const DISCONNECT: ShortKey = ShortKey::known("disconnect");
+        const LATENCY: ShortKey = ShortKey::known("latency");
+        const AUTH_FAIL: ShortKey = ShortKey::known("auth_fail");
+        const REJECT: ShortKey = ShortKey::known("reject");
+        const SERVER: ShortKey = ShortKey::known("server");
+        Some(match ShortKey::of(s.as_bytes())? {
             LATENCY => EventType::Latency,
             CONNECT => EventType::Connect,
             DISCONNECT => EventType::Disconnect,
@@ -167,34 +160,29 @@ impl FieldName {
         }
     }
 
-    /// The field named by a JSON key. The key's bytes are packed into integers and compared
-    /// with constants (no `memcmp` calls): this runs for every key of every event.
+    /// The field named by a JSON key, compared as a [`ShortKey`]: this runs for every key of
+    /// every event.
     pub fn from_key(k: &str) -> Option<Self> {
         use FieldName::*;
-        let b = k.as_bytes();
-        if b.len() > 9 {
-            return None;
-        }
-        let (w, tail) = packed(b);
-        Some(match (b.len(), w, tail) {
-            (2, W_TS, 0) => Ts,
-            (2, W_ID, 0) => Id,
-            (2, W_OS, 0) => Os,
-            (3, W_APP, 0) => App,
-            (4, W_TYPE, 0) => Type,
-            (4, W_USER, 0) => User,
-            (4, W_SITE, 0) => Site,
-            (5, W_STATE, 0) => State,
-            (6, W_SERVER, 0) => Server,
-            (6, W_RTT_MS, 0) => RttMs,
-            (6, W_REASON, 0) => Reason,
-            (7, W_SESSION, 0) => Session,
-            (8, W_SETUP_MS, 0) => SetupMs,
-            (8, W_LOSS_PCT, 0) => LossPct,
-            (8, W_BYTES_IN, 0) => BytesIn,
-            (8, W_CAPACITY, 0) => Capacity,
-            (9, W_JITTER_MS, T_JITTER_MS) => JitterMs,
-            (9, W_BYTES_OUT, T_BYTES_OUT) => BytesOut,
+        Some(match ShortKey::of(k.as_bytes())? {
+            K_TS => Ts,
+            K_ID => Id,
+            K_OS => Os,
+            K_APP => App,
+            K_TYPE => Type,
+            K_USER => User,
+            K_SITE => Site,
+            K_STATE => State,
+            K_SERVER => Server,
+            K_RTT_MS => RttMs,
+            K_REASON => Reason,
+            K_SESSION => Session,
+            K_SETUP_MS => SetupMs,
+            K_LOSS_PCT => LossPct,
+            K_BYTES_IN => BytesIn,
+            K_CAPACITY => Capacity,
+            K_JITTER_MS => JitterMs,
+            K_BYTES_OUT => BytesOut,
             _ => return None,
         })
     }
@@ -228,42 +216,81 @@ impl FieldName {
     }
 }
 
-/// The first eight bytes of `b` as a little-endian integer (zero-padded), and the next eight
-/// as another: with the length, equal packs mean equal byte strings of up to 16 bytes.
-#[inline]
-const fn packed(b: &[u8]) -> (u64, u64) {
-    let (mut w, mut t, mut i) = (0u64, 0u64, 0);
-    while i < b.len() && i < 16 {
-        if i < 8 {
-            w |= (b[i] as u64) << (8 * i);
-        } else {
-            t |= (b[i] as u64) << (8 * (i - 8));
+/// A string of 1 to 16 bytes packed into integers: two keys are equal exactly when the strings
+/// are, so short names (JSON keys, event types, server ids) compare with integer comparisons
+/// instead of `memcmp` calls. From 4 bytes up, two overlapping loads (the first and the last
+/// bytes) cover the string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortKey(u64, u64, usize);
+
+impl ShortKey {
+    /// The key of `b`, if it is 1 to 16 bytes long.
+    #[inline]
+    pub const fn of(b: &[u8]) -> Option<ShortKey> {
+        let n = b.len();
+        if n == 0 || n > 16 {
+            return None;
         }
-        i += 1;
+        Some(if n >= 8 {
+            ShortKey(le_u64(b, 0), le_u64(b, n - 8), n)
+        } else if n >= 4 {
+            ShortKey(le_u32(b, 0), le_u32(b, n - 4), n)
+        } else {
+            let (mut w, mut i) = (0u64, 0);
+            while i < n {
+                w = w << 8 | b[i] as u64;
+                i += 1;
+            }
+            ShortKey(w, 0, n)
+        })
     }
-    (w, t)
+
+    /// The key of a constant (compile time).
+    const fn known(s: &str) -> ShortKey {
+        match ShortKey::of(s.as_bytes()) {
+            Some(k) => k,
+            None => panic!("a known name is 1 to 16 bytes"),
+        }
+    }
 }
 
-const W_TS: u64 = packed(b"ts").0;
-const W_ID: u64 = packed(b"id").0;
-const W_OS: u64 = packed(b"os").0;
-const W_APP: u64 = packed(b"app").0;
-const W_TYPE: u64 = packed(b"type").0;
-const W_USER: u64 = packed(b"user").0;
-const W_SITE: u64 = packed(b"site").0;
-const W_STATE: u64 = packed(b"state").0;
-const W_SERVER: u64 = packed(b"server").0;
-const W_RTT_MS: u64 = packed(b"rtt_ms").0;
-const W_REASON: u64 = packed(b"reason").0;
-const W_SESSION: u64 = packed(b"session").0;
-const W_SETUP_MS: u64 = packed(b"setup_ms").0;
-const W_LOSS_PCT: u64 = packed(b"loss_pct").0;
-const W_BYTES_IN: u64 = packed(b"bytes_in").0;
-const W_CAPACITY: u64 = packed(b"capacity").0;
-const W_JITTER_MS: u64 = packed(b"jitter_ms").0;
-const T_JITTER_MS: u64 = packed(b"jitter_ms").1;
-const W_BYTES_OUT: u64 = packed(b"bytes_out").0;
-const T_BYTES_OUT: u64 = packed(b"bytes_out").1;
+#[inline]
+const fn le_u64(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes([
+        b[i],
+        b[i + 1],
+        b[i + 2],
+        b[i + 3],
+        b[i + 4],
+        b[i + 5],
+        b[i + 6],
+        b[i + 7],
+    ])
+}
+
+#[inline]
+const fn le_u32(b: &[u8], i: usize) -> u64 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64
+}
+
+const K_TS: ShortKey = ShortKey::known("ts");
+const K_ID: ShortKey = ShortKey::known("id");
+const K_OS: ShortKey = ShortKey::known("os");
+const K_APP: ShortKey = ShortKey::known("app");
+const K_TYPE: ShortKey = ShortKey::known("type");
+const K_USER: ShortKey = ShortKey::known("user");
+const K_SITE: ShortKey = ShortKey::known("site");
+const K_STATE: ShortKey = ShortKey::known("state");
+const K_SERVER: ShortKey = ShortKey::known("server");
+const K_RTT_MS: ShortKey = ShortKey::known("rtt_ms");
+const K_REASON: ShortKey = ShortKey::known("reason");
+const K_SESSION: ShortKey = ShortKey::known("session");
+const K_SETUP_MS: ShortKey = ShortKey::known("setup_ms");
+const K_LOSS_PCT: ShortKey = ShortKey::known("loss_pct");
+const K_BYTES_IN: ShortKey = ShortKey::known("bytes_in");
+const K_CAPACITY: ShortKey = ShortKey::known("capacity");
+const K_JITTER_MS: ShortKey = ShortKey::known("jitter_ms");
+const K_BYTES_OUT: ShortKey = ShortKey::known("bytes_out");
 
 /// Why an input was rejected. Its [`Display`](fmt::Display) is the stable reason code that goes to
 /// the dead-letter record, the counters and the docs (`missing_field:ts`, `late`, …).
@@ -1429,6 +1456,29 @@ mod tests {
         );
         // A type error is not reported when the JSON itself is broken.
         assert_eq!(reason(r#"{"type":"latency","rtt_ms":"x","#), "invalid_json");
+    }
+
+    #[test]
+    fn short_keys_are_equal_exactly_when_strings_are() {
+        let mut rng = crate::sim::Rng::new(5);
+        let names: Vec<String> = (0..3000)
+            .map(|_| {
+                let n = rng.below(20) as usize;
+                (0..n)
+                    // NUL too: a zero byte must not look like padding.
+                    .map(|_| ['a', 'b', '\0'][rng.below(3) as usize])
+                    .collect()
+            })
+            .collect();
+        for a in &names {
+            let ka = ShortKey::of(a.as_bytes());
+            assert_eq!(ka.is_some(), (1..=16).contains(&a.len()), "{a:?}");
+            for b in names.iter().take(300) {
+                if let (Some(ka), Some(kb)) = (ka, ShortKey::of(b.as_bytes())) {
+                    assert_eq!(ka == kb, a == b, "{a:?} {b:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ use arrow::datatypes::TimestampMillisecondType;
 use rustc_hash::FxHashMap;
 
 use crate::config::EngineConfig;
-use crate::event::{col, EventType, Reason, ServerState};
+use crate::event::{col, EventType, Reason, ServerState, ShortKey};
 use alert_log::{AlertLog, AlertRecord};
 use events::EventStore;
 use latency::{Metric, MinuteSeries, MinuteSummary, PromHistogram};
@@ -450,27 +450,6 @@ impl Hasher for PreHashed {
     }
 }
 
-/// A name of 1 to 16 bytes packed into integers: two equal keys are two equal names. Two
-/// overlapping loads (first and last bytes) cover every length from 4 up.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct NameKey(u64, u64, usize);
-
-impl NameKey {
-    #[inline]
-    fn of(name: &str) -> Option<NameKey> {
-        let b = name.as_bytes();
-        let n = b.len();
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        match n {
-            8..=16 => Some(NameKey(u64_at(0), u64_at(n - 8), n)),
-            4..=7 => Some(NameKey(u32_at(0), u32_at(n - 4), n)),
-            1..=3 => Some(NameKey(b.iter().fold(0, |w, &c| w << 8 | c as u64), 0, n)),
-            _ => None,
-        }
-    }
-}
-
 /// Event ids seen in retention, as 128-bit hashes (a collision is ~1e-26 likely at 10^7 ids),
 /// kept per event-time hour. A redelivered event repeats its `ts`, so it is looked up in the one
 /// small set of its hour: a single set of millions of ids made every lookup a cache miss and
@@ -822,12 +801,12 @@ impl Engine {
         let mut dropped = 0usize;
         let mut touched: Vec<usize> = Vec::new();
         // Server names seen in this batch, packed for comparison without `memcmp` calls.
-        let mut recent: Vec<(NameKey, usize)> = Vec::new();
+        let mut recent: Vec<(ShortKey, usize)> = Vec::new();
         for row in 0..n {
             let ts = view.ts[row];
             let kind = view.kinds[row];
             let name = view.server.value(row);
-            let si = match NameKey::of(name) {
+            let si = match ShortKey::of(name.as_bytes()) {
                 Some(k) => match recent.iter().find(|r| r.0 == k) {
                     Some(&(_, si)) => si,
                     None => {
@@ -1414,31 +1393,6 @@ mod tests {
             rows.iter().map(|r| r.sessions).collect::<Vec<_>>(),
             vec![1, 2, 1]
         );
-    }
-
-    #[test]
-    fn name_keys_are_equal_exactly_when_names_are() {
-        let mut rng = crate::sim::Rng::new(5);
-        let names: Vec<String> = (0..3000)
-            .map(|_| {
-                let n = rng.below(20) as usize;
-                (0..n)
-                    .map(|_| (b'a' + rng.below(3) as u8) as char)
-                    .collect()
-            })
-            .collect();
-        for a in &names {
-            for b in names.iter().take(300) {
-                match (NameKey::of(a), NameKey::of(b)) {
-                    (Some(ka), Some(kb)) => assert_eq!(ka == kb, a == b, "{a:?} {b:?}"),
-                    (ka, kb) => assert!(
-                        (ka.is_none() && (a.is_empty() || a.len() > 16))
-                            && (kb.is_some() || b.is_empty() || b.len() > 16)
-                            || (kb.is_none() && (b.is_empty() || b.len() > 16))
-                    ),
-                }
-            }
-        }
     }
 
     #[test]
