@@ -187,6 +187,59 @@ impl FieldName {
         })
     }
 
+    /// The field named by a key of at most 8 bytes, given as its bytes in a little-endian word
+    /// padded with zeros: one integer `match` (a few comparisons) per key of every event.
+    #[inline]
+    fn from_word(w: u64) -> Option<Self> {
+        use FieldName::*;
+        const fn word(s: &str) -> u64 {
+            let b = s.as_bytes();
+            let mut w = 0u64;
+            let mut i = b.len();
+            while i > 0 {
+                i -= 1;
+                w = w << 8 | b[i] as u64;
+            }
+            w
+        }
+        const W_TYPE: u64 = word("type");
+        const W_TS: u64 = word("ts");
+        const W_SERVER: u64 = word("server");
+        const W_ID: u64 = word("id");
+        const W_SESSION: u64 = word("session");
+        const W_USER: u64 = word("user");
+        const W_SITE: u64 = word("site");
+        const W_OS: u64 = word("os");
+        const W_APP: u64 = word("app");
+        const W_SETUP_MS: u64 = word("setup_ms");
+        const W_RTT_MS: u64 = word("rtt_ms");
+        const W_LOSS_PCT: u64 = word("loss_pct");
+        const W_REASON: u64 = word("reason");
+        const W_BYTES_IN: u64 = word("bytes_in");
+        const W_CAPACITY: u64 = word("capacity");
+        const W_STATE: u64 = word("state");
+        Some(match w {
+            W_TYPE => Type,
+            W_TS => Ts,
+            W_SERVER => Server,
+            W_ID => Id,
+            W_SESSION => Session,
+            W_USER => User,
+            W_SITE => Site,
+            W_OS => Os,
+            W_APP => App,
+            W_SETUP_MS => SetupMs,
+            W_RTT_MS => RttMs,
+            W_LOSS_PCT => LossPct,
+            W_REASON => Reason,
+            W_BYTES_IN => BytesIn,
+            W_CAPACITY => Capacity,
+            W_STATE => State,
+            // `jitter_ms` and `bytes_out` are 9 bytes: never a word.
+            _ => return None,
+        })
+    }
+
     /// [`FieldName::from_key`] written as a plain `match` on strings: the reference the fast
     /// version is tested against.
     #[cfg(test)]
@@ -434,13 +487,13 @@ pub fn decode_str(text: &str) -> Result<Event<'_>, Reason> {
     } else {
         loop {
             p.ws();
-            let key = p.string().map_err(|_| Reason::InvalidJson)?;
+            let key = p.key().map_err(|_| Reason::InvalidJson)?;
             p.ws();
             if p.next() != Some(b':') {
                 return Err(Reason::InvalidJson);
             }
             p.ws();
-            match FieldName::from_key(&key) {
+            match key {
                 None => p.skip_value().map_err(|_| Reason::InvalidJson)?,
                 Some(field) => {
                     let r = p.field(field, &mut ev, &mut server, &mut ts, &mut type_str)?;
@@ -719,6 +772,39 @@ impl<'a> Parser<'a> {
         Ok(integer)
     }
 
+    /// An object key at the cursor and the known field it names (`None`: a key gatewatch
+    /// ignores). A key of up to 8 plain bytes (every key of the schema but `jitter_ms` and
+    /// `bytes_out`) is read as one word and matched as an integer; any other key, escapes
+    /// included, goes through [`Parser::string`] and [`FieldName::from_key`].
+    #[inline]
+    fn key(&mut self) -> Result<Option<FieldName>, ()> {
+        // The opening quote, 8 bytes, and the byte after them.
+        if let Some(&[b'"', ref rest @ ..]) = self.s.get(self.i..self.i + 10) {
+            let word = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+            let flags = special_flags(word);
+            let n = if flags == 0 {
+                8
+            } else {
+                (flags.trailing_zeros() / 8) as usize
+            };
+            if rest[n] == b'"' {
+                let key = if n == 8 {
+                    word
+                } else {
+                    word & ((1u64 << (8 * n)) - 1)
+                };
+                self.i += n + 2;
+                return Ok(if n == 0 {
+                    None
+                } else {
+                    FieldName::from_word(key)
+                });
+            }
+        }
+        let key = self.string()?;
+        Ok(FieldName::from_key(&key))
+    }
+
     /// A JSON string at the cursor; borrowed unless it has escapes.
     fn string(&mut self) -> Result<Cow<'a, str>, ()> {
         if self.next() != Some(b'"') {
@@ -894,16 +980,10 @@ impl<'a> Parser<'a> {
 /// true match can be spurious (borrows travel upwards), so the lowest flag is exact.
 #[inline]
 fn find_string_special(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
     while i + 8 <= s.len() {
         let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-        let q = w ^ (LO * b'"' as u64);
-        let b = w ^ (LO * b'\\' as u64);
-        let flags =
-            (q.wrapping_sub(LO) & !q | b.wrapping_sub(LO) & !b | w.wrapping_sub(LO * 0x20) & !w)
-                & HI;
+        let flags = special_flags(w);
         if flags != 0 {
             return Some(i + (flags.trailing_zeros() / 8) as usize);
         }
@@ -913,6 +993,17 @@ fn find_string_special(s: &[u8]) -> Option<usize> {
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
         .map(|k| i + k)
+}
+
+/// The high bit of every byte of `w` (little-endian) that is `"`, `\\` or a control byte; only
+/// the lowest flag is exact (see [`find_string_special`]).
+#[inline]
+fn special_flags(w: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let q = w ^ (LO * b'"' as u64);
+    let b = w ^ (LO * b'\\' as u64);
+    (q.wrapping_sub(LO) & !q | b.wrapping_sub(LO) & !b | w.wrapping_sub(LO * 0x20) & !w) & HI
 }
 
 const POW10: [f64; 16] = [
@@ -975,6 +1066,70 @@ fn is_leap(y: i64) -> bool {
 /// Parses an RFC 3339 timestamp (`2020-03-17T08:30:00.123Z`, `…+01:00`) to epoch ms.
 /// Fractions below a millisecond are truncated. `t`/`z` and a space separator are accepted.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    parse_canonical_ms(s.as_bytes()).or_else(|| parse_rfc3339_general(s))
+}
+
+/// The shape every producer we know writes, `YYYY-MM-DDTHH:MM:SS.mmmZ`, checked eight bytes at
+/// a time; `None` for anything else (including that shape with an impossible date), which
+/// then goes through [`parse_rfc3339_general`]. Equal to it wherever it answers (tested).
+#[inline]
+fn parse_canonical_ms(b: &[u8]) -> Option<i64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Byte masks of the separators in each word (little-endian: byte 0 is the lowest).
+    const SEP: [u64; 3] = [
+        0xff00_00ff_0000_0000,
+        0x0000_ff00_00ff_0000,
+        0xff00_0000_ff00_00ff,
+    ];
+    // The separators themselves: `-` `-` | `T` `:` | `:` `.` `Z`.
+    const WANT: [u64; 3] = [
+        0x2d00_002d_0000_0000,
+        0x0000_3a00_0054_0000,
+        0x5a00_0000_2e00_003a,
+    ];
+    let b: &[u8; 24] = b.try_into().ok()?;
+    let mut d = [0u64; 3];
+    for k in 0..3 {
+        let w = u64::from_le_bytes(b[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+        if w & SEP[k] != WANT[k] {
+            return None;
+        }
+        // Separators read as '0'; every byte must then be an ASCII digit: no byte has its high
+        // bit set, and none goes below '0' or above '9' (adding 0x46 carries into bit 7).
+        let digits = w & !SEP[k] | ZEROS & SEP[k];
+        if (digits | digits.wrapping_add(0x4646_4646_4646_4646)) & 0x8080_8080_8080_8080 != 0
+            || (digits & 0xf0f0_f0f0_f0f0_f0f0) != ZEROS
+        {
+            return None;
+        }
+        d[k] = digits - ZEROS;
+    }
+    let at = |k: usize, i: usize| ((d[k] >> (8 * i)) & 0xff) as u32;
+    let year = at(0, 0) * 1000 + at(0, 1) * 100 + at(0, 2) * 10 + at(0, 3);
+    let month = at(0, 5) * 10 + at(0, 6);
+    let day = at(1, 0) * 10 + at(1, 1);
+    let hour = at(1, 3) * 10 + at(1, 4);
+    let minute = at(1, 6) * 10 + at(1, 7);
+    let second = at(2, 1) * 10 + at(2, 2);
+    let millis = at(2, 4) * 100 + at(2, 5) * 10 + at(2, 6);
+    let year = year as i64;
+    let dim = match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if day == 0 || day > dim || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let secs =
+        days_from_civil(year, month, day) * 86_400 + (hour * 3600 + minute * 60 + second) as i64;
+    Some(secs * 1000 + millis as i64)
+}
+
+/// Every form [`parse_rfc3339_ms`] accepts.
+fn parse_rfc3339_general(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
         let mut v = 0u32;
@@ -1532,6 +1687,31 @@ mod tests {
             );
             let plain = EventType::ALL.into_iter().find(|t| t.as_str() == w);
             assert_eq!(EventType::parse(w), plain, "{w:?}");
+            // The word path of `Parser::key` (text after the key) and its fallback (none).
+            for tail in ["", ":1}", ":\"a much longer value\"}"] {
+                let text = format!("\"{w}\"{tail}");
+                let mut p = Parser {
+                    s: text.as_bytes(),
+                    src: &text,
+                    i: 0,
+                };
+                assert_eq!(p.key(), Ok(FieldName::from_key_plain(w)), "{text:?}");
+                assert_eq!(p.i, w.len() + 2, "{text:?}");
+            }
+        }
+        // Escaped and unterminated keys.
+        for (text, want) in [
+            ("\"typ\\u0065\":1", Ok(Some(FieldName::Type))),
+            ("\"ty\\\"pe\":1}", Ok(None)),
+            ("\"type", Err(())),
+            ("\"ty\u{1}pe\":1234567", Err(())),
+        ] {
+            let mut p = Parser {
+                s: text.as_bytes(),
+                src: text,
+                i: 0,
+            };
+            assert_eq!(p.key(), want, "{text:?}");
         }
     }
 
@@ -1615,6 +1795,41 @@ mod tests {
         assert!(decode(deep.as_bytes()).is_ok());
         let broken = "[".repeat(100_000);
         assert_eq!(decode(broken.as_bytes()).unwrap_err(), Reason::InvalidJson);
+    }
+
+    #[test]
+    fn canonical_timestamps_parse_like_the_general_parser() {
+        let mut rng = crate::sim::Rng::new(11);
+        let mut answered = 0;
+        for i in 0..200_000u64 {
+            // Mostly plausible dates (some impossible: month 13, 31 April, 29 February), some
+            // with a byte replaced by anything.
+            let ms = rng.below(MAX_TS_MS as u64 / 1000) as i64 * 1000 + (i % 1000) as i64;
+            let mut b = format_rfc3339_ms(ms).into_bytes();
+            match rng.below(4) {
+                0 => {
+                    let month = rng.below(14);
+                    b[5] = b'0' + (month / 10) as u8;
+                    b[6] = b'0' + (month % 10) as u8;
+                    b[8] = b'0' + rng.below(4) as u8;
+                }
+                1 => {
+                    let at = rng.below(24) as usize;
+                    b[at] = rng.below(256) as u8;
+                }
+                _ => {}
+            }
+            let Ok(text) = std::str::from_utf8(&b) else {
+                continue;
+            };
+            let general = parse_rfc3339_general(text);
+            if let Some(fast) = parse_canonical_ms(&b) {
+                answered += 1;
+                assert_eq!(Some(fast), general, "{text:?}");
+            }
+            assert_eq!(parse_rfc3339_ms(text), general, "{text:?}");
+        }
+        assert!(answered > 100_000, "the fast path answered only {answered}");
     }
 
     #[test]
