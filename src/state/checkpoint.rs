@@ -521,8 +521,8 @@ fn encode_server(out: &mut Enc, s: &Server) {
         out.batches(&events_schema(), &[rows]);
         for p in &s.pending {
             out.i64(p.ts);
-            out.u8(p.rank);
-            out.u64(p.seq);
+            out.u8(p.rank());
+            out.u64(p.seq());
         }
     }
 }
@@ -647,13 +647,13 @@ fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError>
         let view = Arc::new(ChunkView::new(rows));
         let mut pending = VecDeque::with_capacity(n);
         for row in 0..n {
-            pending.push_back(Pending {
-                ts: d.i64()?,
-                rank: d.u8()?,
-                seq: d.u64()?,
-                chunk: view.clone(),
-                row: row as u32,
-            });
+            let (ts, rank, seq) = (d.i64()?, d.u8()?, d.u64()?);
+            if rank > 3 || seq >= 1 << Pending::SEQ_BITS {
+                return Err(bad(format!(
+                    "buffered event with rank {rank} and sequence {seq}"
+                )));
+            }
+            pending.push_back(Pending::new(ts, rank, seq, view.clone(), row as u32));
         }
         s.pending = pending;
     }
