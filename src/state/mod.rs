@@ -575,10 +575,13 @@ impl Server {
             let at = self.pending.partition_point(|q| q.key() <= key);
             let p = Pending::new(ts, rank, seq, chunk.clone(), row);
             self.pending.insert(at, p);
+        } else if self.pending.len() == self.pending.capacity() {
+            self.grow_pending();
+            self.pending
+                .push_back(Pending::new(ts, rank, seq, chunk.clone(), row));
         } else {
-            if self.pending.len() == self.pending.capacity() {
-                self.pending.reserve(1);
-            }
+            // Here the compiler knows the buffer has room: `push_back` then has no call to
+            // grow, so nothing is spilled around one and the fields are stored in place.
             self.pending.push_back(Pending {
                 ts,
                 order: key.1,
@@ -586,6 +589,12 @@ impl Server {
                 row,
             });
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_pending(&mut self) {
+        self.pending.reserve(self.pending.len().max(64));
     }
 
     /// Applies buffered events up to `frontier` in order.
