@@ -705,7 +705,7 @@ fn poll_loop(
                         None => deadline = Some(Instant::now() + BATCH_WINDOW),
                         // A steady stream never leaves the queue empty: look at the clock
                         // now and then, so a batch still closes after its window.
-                        Some(d) if raw.len() % 256 == 0 && Instant::now() >= d => break,
+                        Some(d) if raw.len().is_multiple_of(256) && Instant::now() >= d => break,
                         Some(_) => {}
                     }
                 }

@@ -578,7 +578,7 @@ mod tests {
             f64::NAN,
             f64::INFINITY,
             f64::NEG_INFINITY,
-            4503599627370.4995,
+            4_503_599_627_370.5,
         ];
         let random = (0..200_000).map(|i| match i % 4 {
             0 => rng.below(10_000_000) as f64 / 1000.0 + 0.0005,
