@@ -10,6 +10,7 @@
 //! a rejected line gets a precise reason (`bad_type:rtt_ms`) rather than a parser's prose.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -805,7 +806,9 @@ impl<'a> Parser<'a> {
         Ok(FieldName::from_key(&key))
     }
 
-    /// A JSON string at the cursor; borrowed unless it has escapes.
+    /// A JSON string at the cursor; borrowed unless it has escapes. Small enough to inline:
+    /// only the scan to the closing quote; escapes go to [`Parser::escaped_string`].
+    #[inline(always)]
     fn string(&mut self) -> Result<Cow<'a, str>, ()> {
         if self.next() != Some(b'"') {
             return Err(());
@@ -814,14 +817,21 @@ impl<'a> Parser<'a> {
         // Fast path: the closing quote, with no escape or control character before it.
         let rest = &self.s[start..];
         let k = find_string_special(rest).ok_or(())?;
-        match rest[k] {
-            b'"' => {
-                self.i = start + k + 1;
-                return Ok(Cow::Borrowed(&self.src[start..start + k]));
-            }
-            b'\\' => self.i = start + k,
-            _ => return Err(()),
+        if rest[k] == b'"' {
+            self.i = start + k + 1;
+            return Ok(Cow::Borrowed(&self.src[start..start + k]));
         }
+        self.escaped_string(start, start + k)
+    }
+
+    /// The rest of a string whose first special byte (at `special`) was not its closing quote.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, special: usize) -> Result<Cow<'a, str>, ()> {
+        if self.s[special] != b'\\' {
+            return Err(());
+        }
+        self.i = special;
         let mut out = String::with_capacity(self.i - start + 16);
         out.push_str(&self.src[start..self.i]);
         loop {
@@ -1105,27 +1115,46 @@ fn parse_canonical_ms(b: &[u8]) -> Option<i64> {
         d[k] = digits - ZEROS;
     }
     let at = |k: usize, i: usize| ((d[k] >> (8 * i)) & 0xff) as u32;
-    let year = at(0, 0) * 1000 + at(0, 1) * 100 + at(0, 2) * 10 + at(0, 3);
-    let month = at(0, 5) * 10 + at(0, 6);
-    let day = at(1, 0) * 10 + at(1, 1);
     let hour = at(1, 3) * 10 + at(1, 4);
     let minute = at(1, 6) * 10 + at(1, 7);
     let second = at(2, 1) * 10 + at(2, 2);
     let millis = at(2, 4) * 100 + at(2, 5) * 10 + at(2, 6);
-    let year = year as i64;
-    let dim = match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        1..=12 => 31,
-        _ => return None,
-    };
-    if day == 0 || day > dim || hour > 23 || minute > 59 || second > 59 {
+    if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    let secs =
-        days_from_civil(year, month, day) * 86_400 + (hour * 3600 + minute * 60 + second) as i64;
+    // The date's digits as read (bytes 0–9): events in a row nearly always share their date,
+    // so its day number (validated when it was computed) is kept per thread.
+    let date = (d[0], (d[1] & 0xffff) as u16);
+    let days = match LAST_DATE.with(Cell::get) {
+        (seen, days) if seen == date => days,
+        _ => {
+            let year = at(0, 0) * 1000 + at(0, 1) * 100 + at(0, 2) * 10 + at(0, 3);
+            let month = at(0, 5) * 10 + at(0, 6);
+            let day = at(1, 0) * 10 + at(1, 1);
+            let year = year as i64;
+            let dim = match month {
+                2 if is_leap(year) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                1..=12 => 31,
+                _ => return None,
+            };
+            if day == 0 || day > dim {
+                return None;
+            }
+            let days = days_from_civil(year, month, day);
+            LAST_DATE.with(|c| c.set((date, days)));
+            days
+        }
+    };
+    let secs = days * 86_400 + (hour * 3600 + minute * 60 + second) as i64;
     Some(secs * 1000 + millis as i64)
+}
+
+thread_local! {
+    /// The last valid date [`parse_canonical_ms`] read (its digits, as it keys them) and its day
+    /// number. Starts with digits no date has (every byte is at most 9 after subtracting '0').
+    static LAST_DATE: Cell<((u64, u16), i64)> = const { Cell::new(((u64::MAX, u16::MAX), 0)) };
 }
 
 /// Every form [`parse_rfc3339_ms`] accepts.
@@ -1830,6 +1859,24 @@ mod tests {
             assert_eq!(parse_rfc3339_ms(text), general, "{text:?}");
         }
         assert!(answered > 100_000, "the fast path answered only {answered}");
+        // Runs of one date (the per-thread date cache answers), broken by other dates and by
+        // impossible ones (never cached).
+        for date in [
+            "2020-03-17",
+            "2020-02-29",
+            "2020-02-30",
+            "2021-02-29",
+            "2020-03-17",
+        ] {
+            for t in (0..86_400_000i64).step_by(3_600_007) {
+                let text = format!("{date}{}", &format_rfc3339_ms(t)[10..]);
+                assert_eq!(
+                    parse_canonical_ms(text.as_bytes()),
+                    parse_rfc3339_general(&text),
+                    "{text:?}"
+                );
+            }
+        }
     }
 
     #[test]
