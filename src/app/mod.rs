@@ -82,7 +82,7 @@ pub fn replay_files(
                         .map_err(ReplayError::DeadLetter)?;
                 }
             }
-            let applied = engine.apply(&d.batch);
+            let applied = engine.apply_view(d.view.clone());
             if let Some(w) = dlq.as_mut() {
                 for &row in &applied.late_rows {
                     let rec = d.row_record[row as usize];

@@ -9,9 +9,12 @@ pub mod dead_letter;
 pub mod file;
 pub mod kafka;
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 
 use crate::event::{self, EventColumns, Reason};
+use crate::state::ChunkView;
 
 /// Lines longer than this are rejected (`line_too_long`) and only their start is kept.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -36,6 +39,9 @@ pub struct DecodedChunk {
     pub spans: Vec<(u32, u32)>,
     /// Well-formed events, in input order (the `events` schema).
     pub batch: RecordBatch,
+    /// The same rows wrapped for [`crate::state::Engine::apply_view`], made on the decoding
+    /// thread.
+    pub view: Arc<ChunkView>,
     /// For each row of `batch`, the index of its record in `spans`.
     pub row_record: Vec<u32>,
     /// Records that failed to decode, with why.
@@ -135,8 +141,10 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
             Err(reason) => rejects.push((i as u32, reason)),
         }
     }
+    let batch = cols.finish();
     DecodedChunk {
-        batch: cols.finish(),
+        view: Arc::new(ChunkView::new(&batch)),
+        batch,
         chunk,
         spans,
         row_record,

@@ -180,6 +180,9 @@ pub struct ChunkView {
     /// The batch itself (a checkpoint copies buffered rows out of it).
     batch: RecordBatch,
     kinds: Vec<EventType>,
+    /// xxh3-128 of each row's `id` (0 where it has none): computed where the view is made, which
+    /// for `replay` is a decoding thread, off the thread that applies in order.
+    id_hashes: Vec<u128>,
     ts: arrow::buffer::ScalarBuffer<i64>,
     server: StringArray,
     session: StringArray,
@@ -196,6 +199,14 @@ pub struct ChunkView {
     state: StringArray,
 }
 
+impl std::fmt::Debug for ChunkView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkView")
+            .field("rows", &self.kinds.len())
+            .finish_non_exhaustive()
+    }
+}
+
 fn opt_str(a: &StringArray, row: usize) -> Option<&str> {
     a.is_valid(row).then(|| a.value(row))
 }
@@ -208,6 +219,11 @@ impl ChunkView {
     /// Wraps a batch with the `events` schema.
     pub fn new(batch: &RecordBatch) -> ChunkView {
         let s = |i: usize| batch.column(i).as_string::<i32>().clone();
+        let id = s(col::ID);
+        let id_hashes = id
+            .iter()
+            .map(|v| v.map_or(0, |v| xxhash_rust::xxh3::xxh3_128(v.as_bytes())))
+            .collect();
         let kinds = batch
             .column(col::TYPE)
             .as_string::<i32>()
@@ -232,7 +248,8 @@ impl ChunkView {
             rtt_ms: batch.column(col::RTT_MS).as_primitive().clone(),
             jitter_ms: batch.column(col::JITTER_MS).as_primitive().clone(),
             reason: s(col::REASON),
-            id: s(col::ID),
+            id,
+            id_hashes,
             capacity: batch.column(col::CAPACITY).as_primitive().clone(),
             state: s(col::STATE),
         }
@@ -837,12 +854,18 @@ impl Engine {
 
     /// Applies a batch of decoded events (the `events` schema), in arrival order.
     pub fn apply(&mut self, batch: &RecordBatch) -> Applied {
+        self.apply_view(Arc::new(ChunkView::new(batch)))
+    }
+
+    /// [`Engine::apply`] of a batch already wrapped (see [`ChunkView::new`]): `replay` wraps
+    /// on its decoding threads, so what wrapping costs is not on the ordered thread.
+    pub fn apply_view(&mut self, view: Arc<ChunkView>) -> Applied {
+        let batch = &view.batch.clone();
         let n = batch.num_rows();
         let mut applied = Applied::default();
         if n == 0 {
             return applied;
         }
-        let view = Arc::new(ChunkView::new(batch));
         let lateness = self.cfg.allowed_lateness_ms;
         let mut keep = arrow::array::BooleanBufferBuilder::new(n);
         let mut dropped = 0usize;
@@ -867,8 +890,7 @@ impl Engine {
                 None => self.server_slot(name),
             };
             let srv = &mut self.servers[si];
-            let id_hash =
-                opt_str(&view.id, row).map(|id| xxhash_rust::xxh3::xxh3_128(id.as_bytes()));
+            let id_hash = view.id.is_valid(row).then(|| view.id_hashes[row]);
             let late = srv.max_ts.is_some_and(|m| ts < m - lateness)
                 || self.sealed_before.is_some_and(|floor| ts < floor);
             if late {
