@@ -797,9 +797,24 @@ fn process<F>(
     let (batch, row_message, mut dead) = decode_batch(raw);
     let reasons: Vec<Reason> = dead.iter().map(|d| d.1).collect();
     let mut next: BTreeMap<(u16, i32), i64> = BTreeMap::new();
+    let mut note = |key: (u16, i32), offset: i64| {
+        let e = next.entry(key).or_insert(offset);
+        *e = (*e).max(offset);
+    };
+    // A partition's messages come in runs: one map update per run, not one per message.
+    let mut run: Option<((u16, i32), i64)> = None;
     for &(t, p, o) in &raw.origin {
-        let e = next.entry((t, p)).or_insert(o);
-        *e = (*e).max(o);
+        match &mut run {
+            Some((key, newest)) if *key == (t, p) => *newest = (*newest).max(o),
+            _ => {
+                if let Some((key, newest)) = run.replace(((t, p), o)) {
+                    note(key, newest);
+                }
+            }
+        }
+    }
+    if let Some((key, newest)) = run {
+        note(key, newest);
     }
     // The next offset to read of each partition, once this batch is applied.
     let positions: Vec<(&str, i32, i64)> = next
