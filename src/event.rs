@@ -161,31 +161,19 @@ impl FieldName {
         }
     }
 
-    /// The field named by a JSON key, compared as a [`ShortKey`]: this runs for every key of
-    /// every event.
+    /// The field named by a JSON key. The decoder's hot path reads keys of up to 8 bytes as
+    /// a word itself ([`Parser::key`]); this is the same table for any key.
     pub fn from_key(k: &str) -> Option<Self> {
-        use FieldName::*;
-        Some(match ShortKey::of(k.as_bytes())? {
-            K_TS => Ts,
-            K_ID => Id,
-            K_OS => Os,
-            K_APP => App,
-            K_TYPE => Type,
-            K_USER => User,
-            K_SITE => Site,
-            K_STATE => State,
-            K_SERVER => Server,
-            K_RTT_MS => RttMs,
-            K_REASON => Reason,
-            K_SESSION => Session,
-            K_SETUP_MS => SetupMs,
-            K_LOSS_PCT => LossPct,
-            K_BYTES_IN => BytesIn,
-            K_CAPACITY => Capacity,
-            K_JITTER_MS => JitterMs,
-            K_BYTES_OUT => BytesOut,
-            _ => return None,
-        })
+        match k.len() {
+            1..=8 => Self::from_word(le_word(k.as_bytes())),
+            // The schema's only longer keys.
+            9 => match k {
+                "jitter_ms" => Some(FieldName::JitterMs),
+                "bytes_out" => Some(FieldName::BytesOut),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// The field named by a key of at most 8 bytes, given as its bytes in a little-endian word
@@ -194,14 +182,7 @@ impl FieldName {
     fn from_word(w: u64) -> Option<Self> {
         use FieldName::*;
         const fn word(s: &str) -> u64 {
-            let b = s.as_bytes();
-            let mut w = 0u64;
-            let mut i = b.len();
-            while i > 0 {
-                i -= 1;
-                w = w << 8 | b[i] as u64;
-            }
-            w
+            le_word(s.as_bytes())
         }
         const W_TYPE: u64 = word("type");
         const W_TS: u64 = word("ts");
@@ -271,7 +252,7 @@ impl FieldName {
 }
 
 /// A string of 1 to 16 bytes packed into integers: two keys are equal exactly when the strings
-/// are, so short names (JSON keys, event types, server ids) compare with integer comparisons
+/// are, so short names (event types, server ids) compare with integer comparisons
 /// instead of `memcmp` calls. From 4 bytes up, two overlapping loads (the first and the last
 /// bytes) cover the string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +289,18 @@ impl ShortKey {
     }
 }
 
+/// Up to 8 bytes as a little-endian word padded with zeros.
+#[inline]
+const fn le_word(b: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = b.len();
+    while i > 0 {
+        i -= 1;
+        w = w << 8 | b[i] as u64;
+    }
+    w
+}
+
 #[inline]
 const fn le_u64(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes([
@@ -326,25 +319,6 @@ const fn le_u64(b: &[u8], i: usize) -> u64 {
 const fn le_u32(b: &[u8], i: usize) -> u64 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64
 }
-
-const K_TS: ShortKey = ShortKey::known("ts");
-const K_ID: ShortKey = ShortKey::known("id");
-const K_OS: ShortKey = ShortKey::known("os");
-const K_APP: ShortKey = ShortKey::known("app");
-const K_TYPE: ShortKey = ShortKey::known("type");
-const K_USER: ShortKey = ShortKey::known("user");
-const K_SITE: ShortKey = ShortKey::known("site");
-const K_STATE: ShortKey = ShortKey::known("state");
-const K_SERVER: ShortKey = ShortKey::known("server");
-const K_RTT_MS: ShortKey = ShortKey::known("rtt_ms");
-const K_REASON: ShortKey = ShortKey::known("reason");
-const K_SESSION: ShortKey = ShortKey::known("session");
-const K_SETUP_MS: ShortKey = ShortKey::known("setup_ms");
-const K_LOSS_PCT: ShortKey = ShortKey::known("loss_pct");
-const K_BYTES_IN: ShortKey = ShortKey::known("bytes_in");
-const K_CAPACITY: ShortKey = ShortKey::known("capacity");
-const K_JITTER_MS: ShortKey = ShortKey::known("jitter_ms");
-const K_BYTES_OUT: ShortKey = ShortKey::known("bytes_out");
 
 /// Why an input was rejected. Its [`Display`](fmt::Display) is the stable reason code that goes to
 /// the dead-letter record, the counters and the docs (`missing_field:ts`, `late`, …).

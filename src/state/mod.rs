@@ -860,7 +860,7 @@ impl Engine {
     /// [`Engine::apply`] of a batch already wrapped (see [`ChunkView::new`]): `replay` wraps
     /// on its decoding threads, so what wrapping costs is not on the ordered thread.
     pub fn apply_view(&mut self, view: Arc<ChunkView>) -> Applied {
-        let batch = &view.batch.clone();
+        let batch = &view.batch;
         let n = batch.num_rows();
         let mut applied = Applied::default();
         if n == 0 {
