@@ -1387,7 +1387,26 @@ pub struct EventColumns {
     id: Gaps<StringBuilder>,
     capacity: Gaps<Int64Builder>,
     state: Gaps<StringBuilder>,
+    /// Each row's type and the xxh3-128 of its `id` (0 if none), kept beside the columns so the
+    /// engine does not parse them back out of the batch.
+    kinds: Vec<EventType>,
+    id_hashes: Vec<u128>,
     len: usize,
+}
+
+/// A finished [`EventColumns`]: the batch, plus per row what the engine needs first.
+pub struct FinishedRows {
+    /// The rows, with the `events` schema.
+    pub batch: RecordBatch,
+    /// Each row's event type.
+    pub kinds: Vec<EventType>,
+    /// xxh3-128 of each row's `id`, 0 where it has none.
+    pub id_hashes: Vec<u128>,
+}
+
+/// The xxh3-128 of an event id, as the engine's duplicate check keys it.
+pub fn id_hash(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 impl EventColumns {
@@ -1414,6 +1433,8 @@ impl EventColumns {
             id: Gaps::new(s(24)),
             capacity: Gaps::new(Int64Builder::with_capacity(rows)),
             state: Gaps::new(s(1)),
+            kinds: Vec::with_capacity(rows),
+            id_hashes: Vec::with_capacity(rows),
             len: 0,
         }
     }
@@ -1448,11 +1469,18 @@ impl EventColumns {
         self.id.push(e.id.as_deref());
         self.capacity.push(e.capacity);
         self.state.push(e.state.map(ServerState::as_str));
+        self.kinds.push(e.event_type());
+        self.id_hashes.push(e.id.as_deref().map_or(0, id_hash));
         self.len += 1;
     }
 
     /// Seals the rows into a record batch and resets the builders.
     pub fn finish(&mut self) -> RecordBatch {
+        self.finish_rows().batch
+    }
+
+    /// [`EventColumns::finish`], with each row's type and id hash.
+    pub fn finish_rows(&mut self) -> FinishedRows {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish()),
             Arc::new(self.kind.finish()),
@@ -1474,7 +1502,12 @@ impl EventColumns {
             self.state.finish(),
         ];
         self.len = 0;
-        RecordBatch::try_new(events_schema(), columns).expect("builders match the events schema")
+        FinishedRows {
+            batch: RecordBatch::try_new(events_schema(), columns)
+                .expect("builders match the events schema"),
+            kinds: std::mem::take(&mut self.kinds),
+            id_hashes: std::mem::take(&mut self.id_hashes),
+        }
     }
 }
 

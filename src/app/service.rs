@@ -362,7 +362,7 @@ pub async fn serve(
                             for &r in rejects {
                                 e.count_rejected(r, 1);
                             }
-                            let late = e.apply(batch).late_rows;
+                            let late = e.apply_view(batch.clone()).late_rows;
                             e.record_positions(positions.iter().copied());
                             late
                         };

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -36,6 +35,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::{decode_record, decode_record_str, MAX_RECORD_BYTES};
 use crate::config::KafkaConfig;
 use crate::event::{EventColumns, Reason};
+use crate::state::ChunkView;
 
 /// Most messages decoded and applied as one batch.
 pub const MAX_BATCH: usize = 8192;
@@ -571,7 +571,7 @@ pub fn consume<F>(
     apply: F,
 ) -> Result<(), KafkaIngestError>
 where
-    F: FnMut(&RecordBatch, &[Reason], &[(&str, i32, i64)]) -> Vec<u32> + Send,
+    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<u32> + Send,
 {
     let in_flight = Arc::new(InFlight::default());
     let consumer: BaseConsumer<IngestContext> = consumer_config(cfg, brokers)
@@ -754,9 +754,9 @@ fn poll_loop(
     }
 }
 
-/// Decodes a polled batch: the events as one Arrow batch, for each row the index of its
+/// Decodes a polled batch: the events as one Arrow batch wrapped for the engine (outside its lock), for each row the index of its
 /// message, and the messages rejected with why.
-fn decode_batch(raw: &RawBatch) -> (RecordBatch, Vec<u32>, Vec<(u32, Reason)>) {
+fn decode_batch(raw: &RawBatch) -> (Arc<ChunkView>, Vec<u32>, Vec<(u32, Reason)>) {
     let mut columns = EventColumns::with_capacity(raw.len());
     let mut row_message: Vec<u32> = Vec::with_capacity(raw.len());
     let mut dead: Vec<(u32, Reason)> = Vec::new();
@@ -781,7 +781,11 @@ fn decode_batch(raw: &RawBatch) -> (RecordBatch, Vec<u32>, Vec<(u32, Reason)>) {
             Err(r) => dead.push((i as u32, r)),
         }
     }
-    (columns.finish(), row_message, dead)
+    (
+        Arc::new(ChunkView::from_rows(columns.finish_rows())),
+        row_message,
+        dead,
+    )
 }
 
 fn process<F>(
@@ -792,7 +796,7 @@ fn process<F>(
     raw: &RawBatch,
     apply: &mut F,
 ) where
-    F: FnMut(&RecordBatch, &[Reason], &[(&str, i32, i64)]) -> Vec<u32>,
+    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<u32>,
 {
     let (batch, row_message, mut dead) = decode_batch(raw);
     let reasons: Vec<Reason> = dead.iter().map(|d| d.1).collect();

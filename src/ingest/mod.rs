@@ -141,10 +141,10 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
             Err(reason) => rejects.push((i as u32, reason)),
         }
     }
-    let batch = cols.finish();
+    let rows = cols.finish_rows();
     DecodedChunk {
-        view: Arc::new(ChunkView::new(&batch)),
-        batch,
+        batch: rows.batch.clone(),
+        view: Arc::new(ChunkView::from_rows(rows)),
         chunk,
         spans,
         row_record,

@@ -223,8 +223,8 @@ struct ConcurrencyGenerator {
     snapshot: Arc<Snapshot>,
     /// The servers of this partition, by index into the snapshot.
     servers: Vec<usize>,
-    /// The one being read, and its sweep.
-    current: Option<(usize, timeline::Seconds<ServerOf>)>,
+    /// The one being read, its sweep, and its name repeated for its `server` column.
+    current: Option<(usize, timeline::Seconds<ServerOf>, RepeatedName)>,
     cols: Vec<usize>,
     schema: SchemaRef,
     /// `[lo, hi)`, ms: the seconds the query's filters on `ts` allow.
@@ -257,9 +257,10 @@ impl LazyBatchGenerator for ConcurrencyGenerator {
         let (lo, hi) = self.time_range;
         let (now, horizon) = (now.min(hi.saturating_sub(1)), horizon.max(lo));
         loop {
-            if let Some((si, it)) = self.current.as_mut() {
+            if let Some((si, it, names)) = self.current.as_mut() {
                 let name = &self.snapshot.servers[*si].name;
-                if let Some(b) = concurrency_batch(it, name, &self.cols, self.schema.clone()) {
+                if let Some(b) = concurrency_batch(it, name, names, &self.cols, self.schema.clone())
+                {
                     return Ok(Some(b));
                 }
             }
@@ -267,13 +268,17 @@ impl LazyBatchGenerator for ConcurrencyGenerator {
                 return Ok(None);
             };
             let server = ServerOf(self.snapshot.clone(), si);
-            self.current = Some((si, timeline::seconds(server, now, horizon)));
+            self.current = Some((
+                si,
+                timeline::seconds(server, now, horizon),
+                RepeatedName::default(),
+            ));
         }
     }
 
     fn reset_state(&self) -> Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> {
         let mut servers = self.servers.clone();
-        if let Some((si, _)) = &self.current {
+        if let Some((si, _, _)) = &self.current {
             servers.push(*si);
         }
         Arc::new(parking_lot::RwLock::new(ConcurrencyGenerator {
@@ -296,7 +301,9 @@ fn concurrency_all(snap: &Snapshot) -> Vec<RecordBatch> {
     let mut out = Vec::new();
     for srv in &snap.servers {
         let mut it = timeline::seconds(srv, now, horizon);
-        while let Some(b) = concurrency_batch(&mut it, &srv.name, &cols, schema.clone()) {
+        let mut names = RepeatedName::default();
+        while let Some(b) = concurrency_batch(&mut it, &srv.name, &mut names, &cols, schema.clone())
+        {
             out.push(b);
         }
     }
@@ -341,6 +348,22 @@ fn repeated(s: &str, n: usize) -> arrow::array::StringArray {
     )
 }
 
+/// One server's name repeated as often as its largest batch needs, sliced (no copy) for each
+/// batch: the `server` column of `concurrency` is one value over millions of rows.
+#[derive(Default)]
+struct RepeatedName(Option<arrow::array::StringArray>);
+
+impl RepeatedName {
+    fn column(&mut self, name: &str, n: usize) -> ArrayRef {
+        // A sweep's first batch is its largest, so this builds once per server.
+        use arrow::array::Array;
+        if self.0.as_ref().is_none_or(|a| a.len() < n) {
+            self.0 = Some(repeated(name, n));
+        }
+        Arc::new(self.0.as_ref().expect("built above").slice(0, n))
+    }
+}
+
 /// Rows per `concurrency` batch.
 const CONCURRENCY_BATCH_ROWS: usize = 65_536;
 
@@ -348,6 +371,7 @@ const CONCURRENCY_BATCH_ROWS: usize = 65_536;
 fn concurrency_batch<S: std::ops::Deref<Target = crate::state::ServerSnapshot>>(
     it: &mut timeline::Seconds<S>,
     name: &str,
+    names: &mut RepeatedName,
     cols: &[usize],
     schema: SchemaRef,
 ) -> Option<RecordBatch> {
@@ -404,7 +428,7 @@ fn concurrency_batch<S: std::ops::Deref<Target = crate::state::ServerSnapshot>>(
                     )
                     .with_timezone("UTC"),
                 ) as ArrayRef,
-                1 => Arc::new(repeated(name, n)),
+                1 => names.column(name, n),
                 2..=6 => Arc::new(arrow::array::Int64Array::new(
                     ints[c - 2].take().unwrap_or_default().into(),
                     None,

@@ -216,13 +216,12 @@ fn opt_f64(a: &Float64Array, row: usize) -> Option<f64> {
 }
 
 impl ChunkView {
-    /// Wraps a batch with the `events` schema.
+    /// Wraps a batch with the `events` schema (types and id hashes are read back out of it).
     pub fn new(batch: &RecordBatch) -> ChunkView {
-        let s = |i: usize| batch.column(i).as_string::<i32>().clone();
-        let id = s(col::ID);
+        let id = batch.column(col::ID).as_string::<i32>();
         let id_hashes = id
             .iter()
-            .map(|v| v.map_or(0, |v| xxhash_rust::xxh3::xxh3_128(v.as_bytes())))
+            .map(|v| v.map_or(0, crate::event::id_hash))
             .collect();
         let kinds = batch
             .column(col::TYPE)
@@ -230,6 +229,23 @@ impl ChunkView {
             .iter()
             .map(|t| t.and_then(EventType::parse).unwrap_or(EventType::Server))
             .collect();
+        Self::from_parts(batch, kinds, id_hashes)
+    }
+
+    /// Wraps rows just decoded, whose types and id hashes the decoder already has.
+    pub fn from_rows(rows: crate::event::FinishedRows) -> ChunkView {
+        Self::from_parts(&rows.batch, rows.kinds, rows.id_hashes)
+    }
+
+    /// Rows wrapped.
+    pub fn num_rows(&self) -> usize {
+        self.kinds.len()
+    }
+
+    fn from_parts(batch: &RecordBatch, kinds: Vec<EventType>, id_hashes: Vec<u128>) -> ChunkView {
+        debug_assert_eq!(kinds.len(), batch.num_rows());
+        debug_assert_eq!(id_hashes.len(), batch.num_rows());
+        let s = |i: usize| batch.column(i).as_string::<i32>().clone();
         ChunkView {
             batch: batch.clone(),
             kinds,
@@ -248,7 +264,7 @@ impl ChunkView {
             rtt_ms: batch.column(col::RTT_MS).as_primitive().clone(),
             jitter_ms: batch.column(col::JITTER_MS).as_primitive().clone(),
             reason: s(col::REASON),
-            id,
+            id: s(col::ID),
             id_hashes,
             capacity: batch.column(col::CAPACITY).as_primitive().clone(),
             state: s(col::STATE),
@@ -1282,6 +1298,34 @@ mod tests {
         });
         assert!(d.rejects.is_empty(), "{:?}", d.rejects);
         e.apply(&d.batch)
+    }
+
+    /// The decoder's own types and id hashes are those the engine would read back out of the
+    /// batch: every type, with and without an id, an escaped id, garbage between.
+    #[test]
+    fn decoded_rows_wrap_like_their_batch() {
+        let raw = [
+            r#"{"type":"connect","ts":1,"server":"gw","session":"s","id":"a"}"#,
+            r#"{"type":"disconnect","ts":2,"server":"gw","session":"s"}"#,
+            "garbage",
+            r#"{"type":"latency","ts":3,"server":"gw","session":"s","rtt_ms":1,"id":"b\u0041"}"#,
+            r#"{"type":"auth_fail","ts":4,"server":"gw","id":""}"#,
+            r#"{"type":"auth_fail","ts":4,"server":"gw","id":"c"}"#,
+            r#"{"type":"reject","ts":5,"server":"gw","id":null}"#,
+            r#"{"type":"server","ts":6,"server":"gw","capacity":3,"id":"d"}"#,
+        ]
+        .join("\n");
+        let d = decode_chunk(Chunk {
+            raw: raw.into_bytes(),
+            truncated: false,
+        });
+        assert_eq!(d.batch.num_rows(), 6);
+        let read_back = ChunkView::new(&d.batch);
+        assert_eq!(d.view.kinds, read_back.kinds);
+        assert_eq!(d.view.id_hashes, read_back.id_hashes);
+        assert_eq!(d.view.num_rows(), 6);
+        assert_eq!(d.view.id_hashes[2], crate::event::id_hash("bA"));
+        assert_eq!(d.view.id_hashes[1], 0);
     }
 
     fn ev(kind: &str, ts: i64, session: &str) -> String {
