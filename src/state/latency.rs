@@ -366,6 +366,9 @@ impl MinuteSummary {
 pub struct MinuteSeries {
     open: OpenMinutes,
     sealed: BTreeMap<i64, MinuteSummary>,
+    /// The sample buffer of the minute sealed last, emptied, for the next minute to open: a
+    /// fresh one would grow from nothing by doubling, every minute of every server and metric.
+    spare: Vec<u64>,
 }
 
 /// Open minutes: start and raw samples (µs).
@@ -382,7 +385,11 @@ impl MinuteSeries {
         open: OpenMinutes,
         sealed: BTreeMap<i64, MinuteSummary>,
     ) -> MinuteSeries {
-        MinuteSeries { open, sealed }
+        MinuteSeries {
+            open,
+            sealed,
+            spare: Vec::new(),
+        }
     }
 
     /// Records a sample (ms) at event time `ts`.
@@ -394,7 +401,7 @@ impl MinuteSeries {
             samples.push(v);
             return;
         }
-        let mut samples = Vec::new();
+        let mut samples = std::mem::take(&mut self.spare);
         if let Some(s) = self.sealed.remove(&minute) {
             // Only after `Engine::flush` (end of input) can a sample reach a sealed minute:
             // reopen it with bucket-equivalent samples.
@@ -417,6 +424,10 @@ impl MinuteSeries {
                 let (start, mut samples) = self.open.swap_remove(k);
                 self.sealed
                     .insert(start, MinuteSummary::of(start, &mut samples));
+                if samples.capacity() > self.spare.capacity() {
+                    samples.clear();
+                    self.spare = samples;
+                }
             } else {
                 k += 1;
             }
@@ -459,6 +470,7 @@ impl MinuteSeries {
                 .iter()
                 .map(|(_, v)| v.capacity() * 8 + 48)
                 .sum::<usize>()
+            + self.spare.capacity() * 8
     }
 }
 
