@@ -1432,6 +1432,11 @@ impl ColumnBuilder for StrColumn {
                 nulls,
             )
         };
+        // Debug builds (tests, the fuzzer) check what the SAFETY comment claims.
+        debug_assert!(
+            arrow::array::Array::to_data(&array).validate_full().is_ok(),
+            "string column: bad offsets or UTF-8"
+        );
         Arc::new(array)
     }
 }
