@@ -21,7 +21,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::bounds::time_bounds;
+use super::bounds::{self, time_bounds};
 use crate::event::{events_schema, ts_type};
 use crate::state::latency::{self, Metric};
 use crate::state::{timeline, Snapshot};
@@ -142,7 +142,7 @@ impl Table {
             Table::Events => snap.events.clone(),
             Table::Sessions => vec![sessions(snap)],
             Table::Concurrency => concurrency_all(snap),
-            Table::Latency => vec![latency_rows(snap)],
+            Table::Latency => latency_rows(snap),
             Table::Servers => vec![servers(snap)],
             Table::Alerts => vec![alerts(snap)],
         }
@@ -447,19 +447,35 @@ fn concurrency_batch<S: std::ops::Deref<Target = crate::state::ServerSnapshot>>(
     }
 }
 
-fn latency_rows(snap: &Snapshot) -> RecordBatch {
+/// The `latency` table: one batch per server.
+fn latency_rows(snap: &Snapshot) -> Vec<RecordBatch> {
+    latency_batches(snap, None, (i64::MIN, i64::MAX))
+}
+
+/// The `latency` rows of `metrics` (all when `None`) whose minute starts in `[lo, hi)`, one
+/// batch per server with any, so a scan spreads them over partitions.
+fn latency_batches(
+    snap: &Snapshot,
+    metrics: Option<&[String]>,
+    (lo, hi): (i64, i64),
+) -> Vec<RecordBatch> {
     let horizon = snap.horizon_ms().unwrap_or(i64::MIN);
-    let mut minute = ts_builder(0);
-    let (mut server, mut metric) = (StringBuilder::new(), StringBuilder::new());
-    let mut count = Int64Builder::new();
-    let mut q: [Float64Builder; 4] = std::array::from_fn(|_| Float64Builder::new());
-    let mut hist = BinaryBuilder::new();
+    let wanted: Vec<(usize, Metric)> = Metric::ALL
+        .into_iter()
+        .enumerate()
+        .filter(|(_, m)| metrics.is_none_or(|ms| ms.iter().any(|x| x == m.as_str())))
+        .collect();
+    let mut out = Vec::new();
     for srv in &snap.servers {
-        for (mi, m) in Metric::ALL.iter().enumerate() {
-            for s in srv.latency[mi]
-                .iter()
-                .filter(|s| s.minute_ms + 60_000 > horizon && s.count > 0)
-            {
+        let mut minute = ts_builder(0);
+        let (mut server, mut metric) = (StringBuilder::new(), StringBuilder::new());
+        let mut count = Int64Builder::new();
+        let mut q: [Float64Builder; 4] = std::array::from_fn(|_| Float64Builder::new());
+        let mut hist = BinaryBuilder::new();
+        for &(mi, m) in &wanted {
+            for s in srv.latency[mi].iter().filter(|s| {
+                s.minute_ms + 60_000 > horizon && s.count > 0 && (lo..hi).contains(&s.minute_ms)
+            }) {
                 minute.append_value(s.minute_ms);
                 server.append_value(&srv.name);
                 metric.append_value(m.as_str());
@@ -471,22 +487,26 @@ fn latency_rows(snap: &Snapshot) -> RecordBatch {
                 hist.append_value(&s.hist);
             }
         }
+        if arrow::array::ArrayBuilder::is_empty(&count) {
+            continue;
+        }
+        let [mut p50, mut p90, mut p99, mut max] = q;
+        out.push(batch(
+            Table::Latency,
+            vec![
+                Arc::new(minute.finish()),
+                Arc::new(server.finish()),
+                Arc::new(metric.finish()),
+                Arc::new(count.finish()),
+                Arc::new(p50.finish()),
+                Arc::new(p90.finish()),
+                Arc::new(p99.finish()),
+                Arc::new(max.finish()),
+                Arc::new(hist.finish()),
+            ],
+        ));
     }
-    let [mut p50, mut p90, mut p99, mut max] = q;
-    batch(
-        Table::Latency,
-        vec![
-            Arc::new(minute.finish()),
-            Arc::new(server.finish()),
-            Arc::new(metric.finish()),
-            Arc::new(count.finish()),
-            Arc::new(p50.finish()),
-            Arc::new(p90.finish()),
-            Arc::new(p99.finish()),
-            Arc::new(max.finish()),
-            Arc::new(hist.finish()),
-        ],
-    )
+    out
 }
 
 /// `rtt_p50`/`rtt_p99` window of the `servers` table: the current minute and the 4 before it.
@@ -649,9 +669,10 @@ impl TableProvider for SnapshotTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // `concurrency` sweeps only the seconds filters on `ts` allow; DataFusion still applies
-        // every filter (Inexact), so the result is exact whatever the filter says.
-        let how = if self.table == Table::Concurrency {
+        // `concurrency` sweeps only the seconds filters on `ts` allow, `latency` builds only the
+        // minutes and metrics its filters allow; DataFusion still applies every filter
+        // (Inexact), so the result is exact whatever the filter says.
+        let how = if matches!(self.table, Table::Concurrency | Table::Latency) {
             TableProviderFilterPushDown::Inexact
         } else {
             TableProviderFilterPushDown::Unsupported
@@ -675,9 +696,19 @@ impl TableProvider for SnapshotTable {
             let range = time_bounds(filters, "ts");
             return concurrency(&self.snapshot, &cols, parts, range);
         }
-        let batches = self
-            .built
-            .get_or_init(|| self.table.batches(&self.snapshot));
+        let filtered;
+        let batches = if self.table == Table::Latency {
+            let metrics = bounds::string_values(filters, "metric");
+            filtered = latency_batches(
+                &self.snapshot,
+                metrics.as_deref(),
+                time_bounds(filters, "minute"),
+            );
+            &filtered
+        } else {
+            self.built
+                .get_or_init(|| self.table.batches(&self.snapshot))
+        };
         let (schema, projection) = (self.schema(), projection.cloned());
         // Spread batches over the configured partitions so scans use every core.
         let mut partitions: Vec<Vec<RecordBatch>> =

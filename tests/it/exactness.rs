@@ -671,6 +671,9 @@ fn check_seed(seed: u64) {
     let nearest_rank = |v: &[f64], q: f64| v[((q * v.len() as f64).ceil() as usize).max(1) - 1];
     let close = |got: f64, want: f64| (got - want).abs() <= want * 1e-3 + 1e-3;
     let mut minutes = 0;
+    // Every row of `latency`, as checked here, for the window checks below.
+    type LatencyRow = (String, i64, String, Option<i64>, [u64; 4]);
+    let mut latency_rows: Vec<LatencyRow> = Vec::new();
     for b in sql(
         &snap,
         "SELECT server, minute, metric, count, p50, p90, p99, max FROM latency",
@@ -696,6 +699,13 @@ fn check_seed(seed: u64) {
                 );
             }
             minutes += 1;
+            latency_rows.push((
+                sv[i].clone().unwrap(),
+                mi[i].unwrap(),
+                metric,
+                cnt[i],
+                std::array::from_fn(|j| q[j][i].unwrap().to_bits()),
+            ));
         }
     }
     assert!(
@@ -704,6 +714,72 @@ fn check_seed(seed: u64) {
         samples.keys().take(3).collect::<Vec<_>>()
     );
     assert!(minutes > 300);
+
+    // Windows and metrics: `latency` builds only the minutes and metrics its filters allow;
+    // the rows must be those of the whole table, just checked, that the condition keeps.
+    latency_rows.sort();
+    let (m0, m1) = (
+        latency_rows.iter().map(|r| r.1).min().unwrap(),
+        latency_rows.iter().map(|r| r.1).max().unwrap(),
+    );
+    let mut rng = Rng::new(seed ^ 0x1a7e);
+    for _ in 0..3 {
+        let a = m0 - 90_000 + rng.below((m1 - m0 + 180_000) as u64) as i64;
+        let b = a + rng.below(3_600_000) as i64;
+        let (fa, fb) = (format_rfc3339_ms(a), format_rfc3339_ms(b));
+        let (ma, mb) = (a - a.rem_euclid(60_000), b - b.rem_euclid(60_000));
+        let (ga, gb) = (format_rfc3339_ms(ma), format_rfc3339_ms(mb));
+        type Keep = Box<dyn Fn(&LatencyRow) -> bool>;
+        let conditions: Vec<(String, Keep)> = vec![
+            (
+                format!("minute BETWEEN '{fa}' AND '{fb}'"),
+                Box::new(move |r| r.1 >= a && r.1 <= b),
+            ),
+            (
+                format!("metric = 'rtt' AND minute >= '{fa}' AND minute < '{fb}'"),
+                Box::new(move |r| r.2 == "rtt" && r.1 >= a && r.1 < b),
+            ),
+            (
+                // On minute boundaries: both end minutes are in.
+                format!("minute >= '{ga}' AND minute <= '{gb}'"),
+                Box::new(move |r| r.1 >= ma && r.1 <= mb),
+            ),
+            (
+                "metric IN ('setup', 'jitter')".to_string(),
+                Box::new(|r| r.2 == "setup" || r.2 == "jitter"),
+            ),
+            (
+                format!("metric = 'setup' OR minute < '{fa}'"),
+                Box::new(move |r| r.2 == "setup" || r.1 < a),
+            ),
+            (
+                "metric = 'rtt' AND metric = 'setup'".to_string(),
+                Box::new(|_| false),
+            ),
+        ];
+        for (cond, keep) in conditions {
+            let q = format!("SELECT server, minute, metric, count, p50, p90, p99, max FROM latency WHERE {cond}");
+            let mut got: Vec<LatencyRow> = Vec::new();
+            for b in &sql(&snap, &q) {
+                let (sv, mi, me, cnt) = (strs(b, 0), i64s(b, 1), strs(b, 2), i64s(b, 3));
+                let q: Vec<Vec<Option<f64>>> = (4..8)
+                    .map(|c| b.column(c).as_primitive::<Float64Type>().iter().collect())
+                    .collect();
+                for i in 0..b.num_rows() {
+                    got.push((
+                        sv[i].clone().unwrap(),
+                        mi[i].unwrap(),
+                        me[i].clone().unwrap(),
+                        cnt[i],
+                        std::array::from_fn(|j| q[j][i].unwrap().to_bits()),
+                    ));
+                }
+            }
+            got.sort();
+            let want: Vec<LatencyRow> = latency_rows.iter().filter(|r| keep(r)).cloned().collect();
+            assert_eq!(got, want, "seed {seed}: latency WHERE {cond}");
+        }
+    }
 
     // Exact merge over the whole window equals nearest rank over all samples.
     let merged = sql(&snap, "SELECT server, hdr_quantile(hdr_merge(hist), 0.99) AS p99, hdr_count(hdr_merge(hist)) AS n, hdr_max(hdr_merge(hist)) AS mx FROM latency WHERE metric = 'rtt' GROUP BY server");
