@@ -754,8 +754,8 @@ fn poll_loop(
     }
 }
 
-/// Decodes a polled batch: the events as one Arrow batch wrapped for the engine (outside its lock), for each row the index of its
-/// message, and the messages rejected with why.
+/// Decodes a polled batch: the events as one Arrow batch, wrapped for the engine here, outside
+/// its lock; for each row the index of its message; and the messages rejected, with why.
 fn decode_batch(raw: &RawBatch) -> (Arc<ChunkView>, Vec<u32>, Vec<(u32, Reason)>) {
     let mut columns = EventColumns::with_capacity(raw.len());
     let mut row_message: Vec<u32> = Vec::with_capacity(raw.len());

@@ -366,9 +366,6 @@ impl MinuteSummary {
 pub struct MinuteSeries {
     open: OpenMinutes,
     sealed: BTreeMap<i64, MinuteSummary>,
-    /// The sample buffer of the minute sealed last, emptied, for the next minute to open: a
-    /// fresh one would grow from nothing by doubling, every minute of every server and metric.
-    spare: Vec<u64>,
 }
 
 /// Open minutes: start and raw samples (µs).
@@ -385,11 +382,7 @@ impl MinuteSeries {
         open: OpenMinutes,
         sealed: BTreeMap<i64, MinuteSummary>,
     ) -> MinuteSeries {
-        MinuteSeries {
-            open,
-            sealed,
-            spare: Vec::new(),
-        }
+        MinuteSeries { open, sealed }
     }
 
     /// Records a sample (ms) at event time `ts`.
@@ -401,7 +394,7 @@ impl MinuteSeries {
             samples.push(v);
             return;
         }
-        let mut samples = std::mem::take(&mut self.spare);
+        let mut samples = Vec::new();
         if let Some(s) = self.sealed.remove(&minute) {
             // Only after `Engine::flush` (end of input) can a sample reach a sealed minute:
             // reopen it with bucket-equivalent samples.
@@ -424,10 +417,6 @@ impl MinuteSeries {
                 let (start, mut samples) = self.open.swap_remove(k);
                 self.sealed
                     .insert(start, MinuteSummary::of(start, &mut samples));
-                if samples.capacity() > self.spare.capacity() {
-                    samples.clear();
-                    self.spare = samples;
-                }
             } else {
                 k += 1;
             }
@@ -470,7 +459,6 @@ impl MinuteSeries {
                 .iter()
                 .map(|(_, v)| v.capacity() * 8 + 48)
                 .sum::<usize>()
-            + self.spare.capacity() * 8
     }
 }
 
