@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::support::*;
@@ -53,15 +54,39 @@ fn tansu_applies_every_event_once_dead_letters_rejects_and_resumes_after_restart
     let redelivered: Vec<(String, String)> = events[1000..1050].to_vec();
     events.extend(redelivered);
     produce(brokers, &topic, &events);
+    // One more bad message, with headers of its own: its dead letter must carry them on.
+    let with_headers: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let own_headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "trace",
+            value: Some("t-1"),
+        })
+        .insert(Header {
+            key: "empty",
+            value: None::<&[u8]>,
+        });
+    with_headers
+        .send(
+            BaseRecord::to(&topic)
+                .key("gw-06")
+                .payload("{\"type\":")
+                .headers(own_headers),
+        )
+        .unwrap();
+    with_headers.flush(Duration::from_secs(10)).unwrap();
+    let dead_letters = GARBAGE.len() + 1;
 
     let svc = Service::start(config(brokers, &topic, &group), None);
-    svc.wait_for_messages(events.len() as u64, Duration::from_secs(120));
+    svc.wait_for_messages(events.len() as u64 + 1, Duration::from_secs(120));
     let lines: Vec<String> = events.iter().map(|e| e.1.clone()).collect();
     assert_same_as_replay(&svc, &lines);
     assert_eq!(svc.metric("gatewatch_duplicates_total"), 50.0);
     assert_eq!(
         svc.metric("gatewatch_dead_lettered_total"),
-        GARBAGE.len() as f64
+        dead_letters as f64
     );
     assert_eq!(svc.get("/readyz").0, 200);
 
@@ -90,18 +115,32 @@ fn tansu_applies_every_event_once_dead_letters_rejects_and_resumes_after_restart
             assert_eq!(header("source_topic"), topic);
             assert!(header("source_offset").parse::<i64>().is_ok());
             assert!(header("source_partition").parse::<i32>().is_ok());
+            if m.key() == Some(b"gw-06".as_slice()) {
+                let own: Vec<(&str, Option<&[u8]>)> =
+                    h.iter().take(2).map(|x| (x.key, x.value)).collect();
+                assert_eq!(
+                    own,
+                    [("trace", Some(b"t-1".as_slice())), ("empty", None)],
+                    "the message's own headers come first, as they were"
+                );
+            }
             seen.push((
                 String::from_utf8_lossy(m.key().unwrap()).into_owned(),
                 String::from_utf8_lossy(m.payload().unwrap()).into_owned(),
                 header("reason"),
             ));
         }
-        seen.len() >= GARBAGE.len()
+        seen.len() >= dead_letters
     });
     seen.sort();
     let mut want: Vec<(String, String, String)> = GARBAGE
         .iter()
         .map(|(k, v, r)| (k.to_string(), v.to_string(), r.to_string()))
+        .chain([(
+            "gw-06".to_string(),
+            "{\"type\":".to_string(),
+            "invalid_json".to_string(),
+        )])
         .collect();
     want.sort();
     assert_eq!(seen, want);
