@@ -9,6 +9,12 @@
 //! are not timed. Rounds alternate who reads first; prints every round, the medians and the
 //! ratio of the medians.
 //!
+//! gatewatch takes its messages in batches through librdkafka's C API
+//! (`rd_kafka_consume_batch_queue`), which the rdkafka crate does not offer. For comparison each
+//! round also times (c) a bare reader doing the same: partitions assigned by hand (no group
+//! rebalance to serve), every message taken in batches from the consumer queue, touched and
+//! freed. The target is (b) / (a); (b) / (c) is printed beside it.
+//!
 //! Run: `bash benches/kafka_vs_bare.sh [DAYS]` (starts tansu), or with
 //! `GATEWATCH_BENCH_BROKERS=host:port cargo bench --bench kafka_ingest`. Also:
 //! `GATEWATCH_BENCH_DAYS` (default 4), `GATEWATCH_BENCH_ROUNDS` (3), and
@@ -64,6 +70,7 @@ fn main() {
 
     let mut bare = Vec::new();
     let mut ours = Vec::new();
+    let mut batched = Vec::new();
     for round in 0..rounds {
         // Alternate who goes first, so neither always reads a colder broker.
         let (b, g) = if round % 2 == 1 {
@@ -73,20 +80,84 @@ fn main() {
             let b = bare_consumer(&brokers, &topic, n, round);
             (b, gatewatch_consumer(&brokers, &topic, n, round))
         };
+        let c = bare_batch_consumer(&brokers, &topic, n, round);
         println!(
-            "round {round}: bare {:>10.0} msg/s   gatewatch {:>10.0} events/s",
-            b, g
+            "round {round}: bare {b:>10.0} msg/s   gatewatch {g:>10.0} events/s   bare batched {c:>10.0} msg/s"
         );
         bare.push(b);
         ours.push(g);
+        batched.push(c);
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (b, g) = (med(&mut bare), med(&mut ours));
-    println!("median: bare rdkafka consumer {b:.0} msg/s; gatewatch decode+apply+offsets {g:.0} events/s");
+    let (b, g, c) = (med(&mut bare), med(&mut ours), med(&mut batched));
+    println!("median: bare rdkafka consumer {b:.0} msg/s; gatewatch decode+apply+offsets {g:.0} events/s; bare batched reader {c:.0} msg/s");
     println!("ratio gatewatch / bare = {:.2} (target >= 0.7)", g / b);
+    println!(
+        "ratio gatewatch / bare batched reader = {:.2} (for comparison)",
+        g / c
+    );
+}
+
+/// Reads all `n` messages in batches of up to `MAX_BATCH` through librdkafka's C API, as
+/// gatewatch does, touching each payload; returns messages per second.
+fn bare_batch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
+    use rdkafka::bindings as rdsys;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("batched-{}-{round}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    // Assigned by hand: no rebalance op ever reaches the queue read below.
+    consumer.assign(&tpl).unwrap();
+    let rk = consumer.client().native_ptr();
+    // SAFETY: a live client; the queue handle is released before the consumer is dropped.
+    let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(rk) };
+    assert!(!queue.is_null());
+    let mut slots: Vec<*mut rdsys::rd_kafka_message_t> = Vec::with_capacity(MAX_BATCH);
+    let (mut read, mut bytes) = (0u64, 0usize);
+    let mut clock: Option<(Instant, u64)> = None;
+    while read < n {
+        // SAFETY: room for MAX_BATCH pointers; librdkafka fills the first `got`, each
+        // destroyed once after it is read.
+        unsafe {
+            let got = rdsys::rd_kafka_consume_batch_queue(queue, 20, slots.as_mut_ptr(), MAX_BATCH);
+            for i in 0..usize::try_from(got).unwrap_or(0) {
+                let m = *slots.as_ptr().add(i);
+                assert_eq!(
+                    (*m).err,
+                    rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
+                );
+                bytes += (*m).len;
+                read += 1;
+                rdsys::rd_kafka_message_destroy(m);
+            }
+        }
+        if clock.is_none() && read > 0 {
+            clock = Some((Instant::now(), read));
+        }
+    }
+    // SAFETY: obtained above, released once.
+    unsafe { rdsys::rd_kafka_queue_destroy(queue) };
+    let (start, before) = clock.expect("some messages");
+    std::hint::black_box(bytes);
+    (n - before) as f64 / start.elapsed().as_secs_f64()
 }
 
 fn group_props() -> Vec<(&'static str, &'static str)> {
