@@ -438,9 +438,9 @@ fn encode_server(out: &mut Enc, s: &Server) {
     out.opt_u32(s.configured_capacity);
     out.opt_i64(s.first_ts);
     out.opt_i64(s.max_ts);
-    out.len(s.dedupe.by_hour.len());
-    for (hour, ids) in &s.dedupe.by_hour {
-        out.i64(*hour);
+    out.len(s.dedupe.hours().count());
+    for (hour, ids) in s.dedupe.hours() {
+        out.i64(hour);
         out.len(ids.len());
         for id in ids {
             out.u64(*id as u64);
@@ -534,7 +534,7 @@ fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError>
     let mut s = Server::new(name, site, capacity);
     s.first_ts = d.opt_i64()?;
     s.max_ts = d.opt_i64()?;
-    let mut dedupe = Dedupe::default();
+    let mut by_hour = BTreeMap::new();
     for _ in 0..d.len(16)? {
         let hour = d.i64()?;
         let n = d.len(16)?;
@@ -544,9 +544,9 @@ fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError>
             let hi = d.u64()? as u128;
             ids.insert(lo | (hi << 64));
         }
-        dedupe.by_hour.insert(hour, ids);
+        by_hour.insert(hour, ids);
     }
-    s.dedupe = dedupe;
+    s.dedupe = Dedupe::from_hours(by_hour);
     let mut book = Book {
         capacity: d.opt_u32()?,
         state: decode_state(d)?,
