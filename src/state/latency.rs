@@ -394,7 +394,17 @@ impl MinuteSeries {
             samples.push(v);
             return;
         }
-        let mut samples = Vec::new();
+        // A minute usually holds about as many samples as the one before: start at that size
+        // rather than growing from empty (each regrowth a `realloc` on the ingest thread).
+        let like = self.open.last().map_or_else(
+            || {
+                self.sealed
+                    .last_key_value()
+                    .map_or(0, |(_, s)| s.count as usize)
+            },
+            |(_, s)| s.len(),
+        );
+        let mut samples = Vec::with_capacity(like);
         if let Some(s) = self.sealed.remove(&minute) {
             // Only after `Engine::flush` (end of input) can a sample reach a sealed minute:
             // reopen it with bucket-equivalent samples.
