@@ -428,6 +428,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Reason> {
 /// [`decode`] of text already known to be UTF-8 (the NDJSON reader checks a whole block at once,
 /// which is several times cheaper than checking line by line).
 pub fn decode_str(text: &str) -> Result<Event<'_>, Reason> {
+    let mut ev = Event::default();
+    decode_str_into(text, &mut ev)?;
+    Ok(ev)
+}
+
+/// [`decode_str`] into `ev`, which is overwritten (and left unspecified on an error). Decoding
+/// many records into one `Event` saves returning the ~320-byte struct by copy each time.
+pub fn decode_str_into<'a>(text: &'a str, ev: &mut Event<'a>) -> Result<(), Reason> {
     let mut p = Parser {
         s: text.as_bytes(),
         src: text,
@@ -449,7 +457,7 @@ pub fn decode_str(text: &str) -> Result<Event<'_>, Reason> {
         };
     }
     p.i += 1;
-    let mut ev = Event::default();
+    *ev = Event::default();
     let mut server: Option<Cow<'_, str>> = None;
     let mut ts: Option<i64> = None;
     let mut type_str: Option<Cow<'_, str>> = None;
@@ -471,7 +479,7 @@ pub fn decode_str(text: &str) -> Result<Event<'_>, Reason> {
             match key {
                 None => p.skip_value().map_err(|_| Reason::InvalidJson)?,
                 Some(field) => {
-                    let r = p.field(field, &mut ev, &mut server, &mut ts, &mut type_str)?;
+                    let r = p.field(field, ev, &mut server, &mut ts, &mut type_str)?;
                     if let Err(reason) = r {
                         first_err.get_or_insert(reason);
                     }
@@ -517,7 +525,7 @@ pub fn decode_str(text: &str) -> Result<Event<'_>, Reason> {
         }
         EventType::AuthFail | EventType::Reject | EventType::Server => {}
     }
-    Ok(ev)
+    Ok(())
 }
 
 /// What a JSON value turned out to be, for type checks.

@@ -960,6 +960,7 @@ fn decode_batch(raw: &RawBatch) -> (Arc<ChunkView>, Vec<u32>, Vec<(u32, Reason)>
     // message must also start and end on a character boundary (`str::get`); any other message
     // is checked on its own.
     let text = std::str::from_utf8(&raw.bytes).ok();
+    let mut ev = crate::event::Event::default();
     for i in 0..raw.len() {
         let (s, e, _, _) = raw.spans[i];
         let payload = raw.payload(i);
@@ -967,7 +968,7 @@ fn decode_batch(raw: &RawBatch) -> (Arc<ChunkView>, Vec<u32>, Vec<(u32, Reason)>
             Err(Reason::LineTooLong)
         } else {
             match text.and_then(|t| t.get(s as usize..e as usize)) {
-                Some(message) => decode_record_str(message, &mut columns),
+                Some(message) => decode_record_str(message, &mut ev, &mut columns),
                 None => decode_record(payload, &mut columns),
             }
         };

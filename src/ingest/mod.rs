@@ -70,12 +70,17 @@ pub fn decode_record(raw: &[u8], cols: &mut EventColumns) -> Result<(), Reason> 
     Ok(())
 }
 
-/// [`decode_record`] of a message already known to be UTF-8 (checked with its batch).
-pub fn decode_record_str(text: &str, cols: &mut EventColumns) -> Result<(), Reason> {
+/// [`decode_record`] of a message already known to be UTF-8 (checked with its batch), decoded
+/// through `ev` (reused from message to message: see [`event::decode_str_into`]).
+pub fn decode_record_str<'a>(
+    text: &'a str,
+    ev: &mut event::Event<'a>,
+    cols: &mut EventColumns,
+) -> Result<(), Reason> {
     let (start, end) = trimmed(text.as_bytes());
     // Whitespace is ASCII, so both ends are character boundaries.
-    let ev = event::decode_str(&text[start..end])?;
-    cols.push(&ev);
+    event::decode_str_into(&text[start..end], ev)?;
+    cols.push(ev);
     Ok(())
 }
 
@@ -116,6 +121,8 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
     // lines end at `\n` (ASCII), so every line of valid text is valid text. A block with a bad
     // byte somewhere is checked line by line, so only the bad line is rejected.
     let text = std::str::from_utf8(raw).ok();
+    // One event decoded into again and again (see `decode_str_into`).
+    let mut ev = event::Event::default();
     for (i, &(s, e)) in spans.iter().enumerate() {
         let mut line = &raw[s as usize..e as usize];
         // The length guard counts what the reader counts: the line without its `\n`.
@@ -130,11 +137,13 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
             continue;
         }
         let decoded = match text {
-            Some(text) => event::decode_str(&text[s as usize..s as usize + line.len()]),
-            None => event::decode(line),
+            Some(text) => {
+                event::decode_str_into(&text[s as usize..s as usize + line.len()], &mut ev)
+            }
+            None => event::decode(line).map(|e| ev = e),
         };
         match decoded {
-            Ok(ev) => {
+            Ok(()) => {
                 cols.push(&ev);
                 row_record.push(i as u32);
             }
