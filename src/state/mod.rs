@@ -1546,14 +1546,8 @@ mod tests {
     /// newest, older and new hours, evictions, and a checkpoint's round trip.
     #[test]
     fn dedupe_sets_answer_like_a_plain_set() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) % n
-        };
+        let mut rng = crate::sim::Rng::new(7);
+        let mut next = move |n: u64| rng.below(n);
         let mut d = Dedupe::default();
         let mut model: std::collections::BTreeSet<(i64, u128)> = Default::default();
         let mut clock = 0i64;
