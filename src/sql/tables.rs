@@ -89,7 +89,7 @@ impl Table {
             ],
             Table::Concurrency => vec![
                 ts("ts", false),
-                s("server", false),
+                Field::new("server", DataType::Utf8View, false),
                 i("sessions", false),
                 i("peak", false),
                 i("connects", false),
@@ -337,21 +337,24 @@ fn concurrency(
     Ok(Arc::new(LazyMemoryExec::try_new(schema, generators)?))
 }
 
-/// `n` copies of `s` as a string array, built as one buffer (a column of one repeated value).
-fn repeated(s: &str, n: usize) -> arrow::array::StringArray {
-    let len = s.len() as i32;
-    let offsets: Vec<i32> = (0..=n as i32).map(|i| i * len).collect();
-    arrow::array::StringArray::new(
-        arrow::buffer::OffsetBuffer::new(offsets.into()),
-        arrow::buffer::Buffer::from_vec(s.as_bytes().repeat(n)),
-        None,
-    )
+/// `n` copies of `s` as a string-view array: one view repeated, pointing at one copy of the
+/// bytes (names of up to 12 bytes, like `gw-03`, sit inside the view itself). Grouping by a
+/// view column of short strings hashes and compares 16-byte integers instead of bytes, which
+/// halves what `GROUP BY server` over millions of `concurrency` rows costs.
+fn repeated(s: &str, n: usize) -> arrow::array::StringViewArray {
+    let view = arrow::array::builder::make_view(s.as_bytes(), 0, 0);
+    let buffers = if s.len() > 12 {
+        vec![arrow::buffer::Buffer::from(s.as_bytes())]
+    } else {
+        vec![]
+    };
+    arrow::array::StringViewArray::new(vec![view; n].into(), buffers, None)
 }
 
 /// One server's name repeated as often as its largest batch needs, sliced (no copy) for each
 /// batch: the `server` column of `concurrency` is one value over millions of rows.
 #[derive(Default)]
-struct RepeatedName(Option<arrow::array::StringArray>);
+struct RepeatedName(Option<arrow::array::StringViewArray>);
 
 impl RepeatedName {
     fn column(&mut self, name: &str, n: usize) -> ArrayRef {
@@ -375,10 +378,7 @@ fn concurrency_batch<S: std::ops::Deref<Target = crate::state::ServerSnapshot>>(
     cols: &[usize],
     schema: SchemaRef,
 ) -> Option<RecordBatch> {
-    // Keep a batch's `server` column under 1 GiB of i32 offsets, however long the name.
-    let batch_rows = CONCURRENCY_BATCH_ROWS
-        .min((1 << 30) / name.len().max(1))
-        .max(1);
+    let batch_rows = CONCURRENCY_BATCH_ROWS;
     let want = |c: usize| cols.contains(&c);
     let (w_ts, w_cap) = (want(0), want(7));
     let w_int: [bool; 5] = std::array::from_fn(|k| want(2 + k));

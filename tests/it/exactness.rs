@@ -436,7 +436,9 @@ fn i64s(b: &RecordBatch, c: usize) -> Vec<Option<i64>> {
 }
 
 fn strs(b: &RecordBatch, c: usize) -> Vec<Option<String>> {
-    b.column(c)
+    // `concurrency.server` is a string view; the other string columns are plain strings.
+    arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Utf8)
+        .unwrap()
         .as_string::<i32>()
         .iter()
         .map(|s| s.map(String::from))
