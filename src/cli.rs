@@ -127,7 +127,7 @@ pub struct ReplayArgs {
     /// TOML config: lateness, timeout, retention, servers and capacities.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Decoding threads (default: one per core).
+    /// Decoding threads (default: one per core but one, which applies the decoded events).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// What-if capacity: SERVER=N, or *=N for every server (repeatable). Replaces configured
