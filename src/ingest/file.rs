@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -188,15 +188,13 @@ fn read_opened<E: From<ReadError>>(
             });
         }
         drop(done_tx);
-        drop(chunk_rx);
 
         let mut waiting: BTreeMap<u64, (usize, DecodedChunk)> = BTreeMap::new();
         let mut next_seq = 0u64;
         let mut line = 1u64;
         let mut current_file = usize::MAX;
         let mut result: Result<(), E> = Ok(());
-        'outer: for (seq, fi, d) in done_rx.iter() {
-            waiting.insert(seq, (fi, d));
+        'outer: loop {
             while let Some((fi, d)) = waiting.remove(&next_seq) {
                 next_seq += 1;
                 if fi != current_file {
@@ -217,7 +215,31 @@ fn read_opened<E: From<ReadError>>(
                 // Hand the buffer back to the reader; if it has enough, let it go.
                 let _ = spare_tx.try_send(fc.decoded.chunk.raw);
             }
+            // The next chunk in order is not decoded yet: rather than wait for it, this thread
+            // decodes one itself if there is one to take. The decoding threads and this one
+            // then share the decoding, and no core idles while there is work: on two cores, one
+            // decoding thread plus this one beat two decoding threads that preempt this one.
+            let (seq, fi, d) = match done_rx.try_recv() {
+                Ok(decoded) => decoded,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    // `try_lock`: a decoding thread holds the lock while it waits for input,
+                    // and then there is none to take anyway.
+                    let raw = chunk_rx.try_lock().ok().and_then(|rx| rx.try_recv().ok());
+                    match raw {
+                        Some((seq, fi, chunk)) => {
+                            (seq, fi, decode_chunk_cut(chunk, cutting.max_record))
+                        }
+                        None => match done_rx.recv() {
+                            Ok(decoded) => decoded,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            };
+            waiting.insert(seq, (fi, d));
         }
+        drop(chunk_rx);
         drop(done_rx);
         let read_result = reader.join().expect("reader thread does not panic");
         result?;
