@@ -453,60 +453,164 @@ fn latency_rows(snap: &Snapshot) -> Vec<RecordBatch> {
 }
 
 /// The `latency` rows of `metrics` (all when `None`) whose minute starts in `[lo, hi)`, one
-/// batch per server with any, so a scan spreads them over partitions.
+/// batch per server with any.
 fn latency_batches(
     snap: &Snapshot,
     metrics: Option<&[String]>,
-    (lo, hi): (i64, i64),
+    range: (i64, i64),
 ) -> Vec<RecordBatch> {
-    let horizon = snap.horizon_ms().unwrap_or(i64::MIN);
-    let wanted: Vec<(usize, Metric)> = Metric::ALL
+    let wanted = wanted_metrics(metrics);
+    (0..snap.servers.len())
+        .filter_map(|si| latency_batch(snap, si, &wanted, range))
+        .collect()
+}
+
+/// The metrics a query's `metric` filter allows (all when `None`), with their index.
+fn wanted_metrics(metrics: Option<&[String]>) -> Vec<(usize, Metric)> {
+    Metric::ALL
         .into_iter()
         .enumerate()
         .filter(|(_, m)| metrics.is_none_or(|ms| ms.iter().any(|x| x == m.as_str())))
-        .collect();
-    let mut out = Vec::new();
-    for srv in &snap.servers {
-        let mut minute = ts_builder(0);
-        let (mut server, mut metric) = (StringBuilder::new(), StringBuilder::new());
-        let mut count = Int64Builder::new();
-        let mut q: [Float64Builder; 4] = std::array::from_fn(|_| Float64Builder::new());
-        let mut hist = BinaryBuilder::new();
-        for &(mi, m) in &wanted {
-            for s in srv.latency[mi].iter().filter(|s| {
-                s.minute_ms + 60_000 > horizon && s.count > 0 && (lo..hi).contains(&s.minute_ms)
-            }) {
-                minute.append_value(s.minute_ms);
-                server.append_value(&srv.name);
-                metric.append_value(m.as_str());
-                count.append_value(s.count as i64);
-                q[0].append_value(s.p50);
-                q[1].append_value(s.p90);
-                q[2].append_value(s.p99);
-                q[3].append_value(s.max);
-                hist.append_value(&s.hist);
+        .collect()
+}
+
+/// Server `si`'s `latency` rows of the `wanted` metrics whose minute starts in `[lo, hi)`, if
+/// any. Builders are sized first: grown by doubling, they were most of the page faults of a
+/// replay's query.
+fn latency_batch(
+    snap: &Snapshot,
+    si: usize,
+    wanted: &[(usize, Metric)],
+    (lo, hi): (i64, i64),
+) -> Option<RecordBatch> {
+    let horizon = snap.horizon_ms().unwrap_or(i64::MIN);
+    let srv = &snap.servers[si];
+    let keep = |s: &&latency::MinuteSummary| {
+        s.minute_ms + 60_000 > horizon && s.count > 0 && (lo..hi).contains(&s.minute_ms)
+    };
+    let (mut n, mut hist_bytes) = (0, 0);
+    for &(mi, _) in wanted {
+        for s in srv.latency[mi].iter().filter(keep) {
+            n += 1;
+            hist_bytes += s.hist.len();
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    let mut minute = ts_builder(n);
+    let mut server = StringBuilder::with_capacity(n, n * srv.name.len());
+    let mut metric = StringBuilder::with_capacity(n, n * 6);
+    let mut count = Int64Builder::with_capacity(n);
+    let mut q: [Float64Builder; 4] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
+    let mut hist = BinaryBuilder::with_capacity(n, hist_bytes);
+    for &(mi, m) in wanted {
+        for s in srv.latency[mi].iter().filter(keep) {
+            minute.append_value(s.minute_ms);
+            server.append_value(&srv.name);
+            metric.append_value(m.as_str());
+            count.append_value(s.count as i64);
+            q[0].append_value(s.p50);
+            q[1].append_value(s.p90);
+            q[2].append_value(s.p99);
+            q[3].append_value(s.max);
+            hist.append_value(&s.hist);
+        }
+    }
+    let [mut p50, mut p90, mut p99, mut max] = q;
+    Some(batch(
+        Table::Latency,
+        vec![
+            Arc::new(minute.finish()),
+            Arc::new(server.finish()),
+            Arc::new(metric.finish()),
+            Arc::new(count.finish()),
+            Arc::new(p50.finish()),
+            Arc::new(p90.finish()),
+            Arc::new(p99.finish()),
+            Arc::new(max.finish()),
+            Arc::new(hist.finish()),
+        ],
+    ))
+}
+
+/// One partition of the `latency` table, built as the query reads it, a server at a time: the
+/// partitions build their servers' rows in parallel, and the aggregation reading one server's
+/// rows runs while the next server's are being built.
+struct LatencyGenerator {
+    snapshot: Arc<Snapshot>,
+    /// This partition's servers still to build, by index into the snapshot (popped).
+    servers: Vec<usize>,
+    wanted: Vec<(usize, Metric)>,
+    /// `[lo, hi)`, ms: the minutes the query's filters on `minute` allow.
+    time_range: (i64, i64),
+    /// Columns to keep, as indexes into the table's schema.
+    cols: Vec<usize>,
+}
+
+impl fmt::Debug for LatencyGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LatencyGenerator(servers={:?})", self.servers)
+    }
+}
+
+impl fmt::Display for LatencyGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "latency: {} server(s)", self.servers.len())
+    }
+}
+
+impl LazyBatchGenerator for LatencyGenerator {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn generate_next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        while let Some(si) = self.servers.pop() {
+            if let Some(b) = latency_batch(&self.snapshot, si, &self.wanted, self.time_range) {
+                return Ok(Some(b.project(&self.cols)?));
             }
         }
-        if arrow::array::ArrayBuilder::is_empty(&count) {
-            continue;
-        }
-        let [mut p50, mut p90, mut p99, mut max] = q;
-        out.push(batch(
-            Table::Latency,
-            vec![
-                Arc::new(minute.finish()),
-                Arc::new(server.finish()),
-                Arc::new(metric.finish()),
-                Arc::new(count.finish()),
-                Arc::new(p50.finish()),
-                Arc::new(p90.finish()),
-                Arc::new(p99.finish()),
-                Arc::new(max.finish()),
-                Arc::new(hist.finish()),
-            ],
-        ));
+        Ok(None)
     }
-    out
+
+    fn reset_state(&self) -> Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> {
+        Arc::new(parking_lot::RwLock::new(LatencyGenerator {
+            snapshot: self.snapshot.clone(),
+            servers: self.servers.clone(),
+            wanted: self.wanted.clone(),
+            time_range: self.time_range,
+            cols: self.cols.clone(),
+        }))
+    }
+}
+
+/// The `latency` table's columns `cols` as `partitions` lazy generators, servers spread over
+/// them, building only the `metrics` and `time_range` (`[lo, hi)`, ms) the filters allow.
+fn latency(
+    snap: &Arc<Snapshot>,
+    cols: &[usize],
+    partitions: usize,
+    metrics: Option<&[String]>,
+    time_range: (i64, i64),
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = Arc::new(Table::Latency.schema().project(cols)?);
+    let wanted = wanted_metrics(metrics);
+    let parts = partitions.min(snap.servers.len()).max(1);
+    let generators = (0..parts)
+        .map(|p| {
+            // Popped from the back: reversed, so each partition reads its servers in order.
+            let servers: Vec<usize> = (p..snap.servers.len()).step_by(parts).rev().collect();
+            Arc::new(parking_lot::RwLock::new(LatencyGenerator {
+                snapshot: snap.clone(),
+                servers,
+                wanted: wanted.clone(),
+                time_range,
+                cols: cols.to_vec(),
+            })) as Arc<parking_lot::RwLock<dyn LazyBatchGenerator>>
+        })
+        .collect();
+    Ok(Arc::new(LazyMemoryExec::try_new(schema, generators)?))
 }
 
 /// `rtt_p50`/`rtt_p99` window of the `servers` table: the current minute and the 4 before it.
@@ -696,19 +800,15 @@ impl TableProvider for SnapshotTable {
             let range = time_bounds(filters, "ts");
             return concurrency(&self.snapshot, &cols, parts, range);
         }
-        let filtered;
-        let batches = if self.table == Table::Latency {
+        if self.table == Table::Latency {
+            let cols: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..9).collect());
             let metrics = bounds::string_values(filters, "metric");
-            filtered = latency_batches(
-                &self.snapshot,
-                metrics.as_deref(),
-                time_bounds(filters, "minute"),
-            );
-            &filtered
-        } else {
-            self.built
-                .get_or_init(|| self.table.batches(&self.snapshot))
-        };
+            let range = time_bounds(filters, "minute");
+            return latency(&self.snapshot, &cols, parts, metrics.as_deref(), range);
+        }
+        let batches = self
+            .built
+            .get_or_init(|| self.table.batches(&self.snapshot));
         let (schema, projection) = (self.schema(), projection.cloned());
         // Spread batches over the configured partitions so scans use every core.
         let mut partitions: Vec<Vec<RecordBatch>> =
