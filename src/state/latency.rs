@@ -467,6 +467,11 @@ impl MinuteSeries {
         out
     }
 
+    /// Minutes held, sealed and open.
+    pub fn minutes(&self) -> usize {
+        self.sealed.len() + self.open.len()
+    }
+
     /// Bytes held (approximate), for the memory budget.
     pub fn heap_bytes(&self) -> usize {
         let sealed: usize = self

@@ -526,6 +526,10 @@ struct Dedupe {
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// Latency minutes (all servers and metrics) from which a snapshot is copied on two threads;
+/// about a day of ten busy servers.
+const PARALLEL_SNAPSHOT_MINUTES: usize = 20_000;
+
 impl Dedupe {
     fn contains(&self, h: u128, ts: i64) -> bool {
         let hour = ts.div_euclid(HOUR_MS);
@@ -1119,6 +1123,25 @@ impl Engine {
         with_events: bool,
         with_latency: bool,
     ) -> Snapshot {
+        // A big state (days of replayed minutes and sessions) is copied on two threads: the
+        // copy is on the path of every query, and of a replay's answer.
+        let minutes: usize = self
+            .servers
+            .iter()
+            .flat_map(|s| &s.latency)
+            .map(MinuteSeries::minutes)
+            .sum();
+        let parallel = minutes >= PARALLEL_SNAPSHOT_MINUTES;
+        self.snapshot_copied(since, with_events, with_latency, parallel)
+    }
+
+    fn snapshot_copied(
+        &self,
+        since: Option<i64>,
+        with_events: bool,
+        with_latency: bool,
+        parallel: bool,
+    ) -> Snapshot {
         let timeout = self.cfg.session_timeout_ms;
         let now = self.now_ms;
         let retention_horizon = now.map(|n| n - self.cfg.retention_ms);
@@ -1127,82 +1150,89 @@ impl Engine {
             (h, _) => h,
         };
         let overrides = &self.cfg.capacity_overrides;
-        let mut servers: Vec<ServerSnapshot> = self
-            .servers
-            .iter()
-            .map(|srv| {
-                let mut book = srv.book.clone();
-                let mut closed = Vec::new();
-                let mut capacity_changes = srv.capacity_changes.clone();
-                // Buffered events may bring new strings: intern them in a copy, made only for a
-                // server that has buffered events.
-                let mut symbols = std::borrow::Cow::Borrowed(&self.symbols);
-                if !srv.pending.is_empty() {
-                    let (mut dc, mut orph) = (0, 0);
-                    let mut sink = Sink {
-                        closed: &mut closed,
-                        capacity_changes: &mut capacity_changes,
-                        symbols: symbols.to_mut(),
-                        duplicate_connects: &mut dc,
-                        orphans: &mut orph,
-                    };
-                    for p in &srv.pending {
-                        book.apply(p, timeout, &mut sink);
-                    }
-                }
-                let mut sessions: Vec<SessionRow> = srv
-                    .closed
-                    .iter()
-                    .chain(closed.iter())
-                    .filter(|s| match (s.ended, horizon) {
-                        (Some(e), Some(h)) => e >= h,
-                        _ => true,
-                    })
-                    .cloned()
-                    .collect();
-                for (k, a) in book.active {
-                    let exp = a.expiry(timeout);
-                    let row = if now.is_some_and(|n| exp <= n) {
-                        a.close(k, exp, EndReason::Expired, &symbols)
-                    } else {
-                        a.row(k, &symbols)
-                    };
-                    sessions.push(row);
-                }
-                sessions.sort_by(|a, b| (a.started, &a.session).cmp(&(b.started, &b.session)));
-                let mut base_capacity = srv.configured_capacity;
-                if let Some(&c) = overrides.get(&*srv.name).or_else(|| overrides.get("*")) {
-                    // What-if: the override is the capacity all along.
-                    base_capacity = Some(c);
-                    capacity_changes.clear();
-                }
-                let per_second = |m: &BTreeMap<i64, u32>| -> Vec<(i64, u32)> {
-                    let from = since.map_or(i64::MIN, |s| s - s.rem_euclid(1000));
-                    m.range(from..).map(|(k, v)| (*k, *v)).collect()
+        let server_snapshot = |srv: &Server| {
+            let mut book = srv.book.clone();
+            let mut closed = Vec::new();
+            let mut capacity_changes = srv.capacity_changes.clone();
+            // Buffered events may bring new strings: intern them in a copy, made only for a
+            // server that has buffered events.
+            let mut symbols = std::borrow::Cow::Borrowed(&self.symbols);
+            if !srv.pending.is_empty() {
+                let (mut dc, mut orph) = (0, 0);
+                let mut sink = Sink {
+                    closed: &mut closed,
+                    capacity_changes: &mut capacity_changes,
+                    symbols: symbols.to_mut(),
+                    duplicate_connects: &mut dc,
+                    orphans: &mut orph,
                 };
-                let minutes_from = since.unwrap_or(i64::MIN);
-                let minutes = |m: usize| {
-                    if with_latency {
-                        srv.latency[m].summaries_from(minutes_from)
-                    } else {
-                        Vec::new()
-                    }
-                };
-                ServerSnapshot {
-                    name: srv.name.clone(),
-                    site: srv.site.clone(),
-                    state: book.state,
-                    base_capacity,
-                    capacity_changes,
-                    first_ts: srv.first_ts,
-                    max_ts: srv.max_ts,
-                    sessions,
-                    rejects: per_second(&srv.rejects),
-                    auth_fails: per_second(&srv.auth_fails),
-                    latency: [minutes(0), minutes(1), minutes(2)],
+                for p in &srv.pending {
+                    book.apply(p, timeout, &mut sink);
                 }
+            }
+            let mut sessions: Vec<SessionRow> = srv
+                .closed
+                .iter()
+                .chain(closed.iter())
+                .filter(|s| match (s.ended, horizon) {
+                    (Some(e), Some(h)) => e >= h,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            for (k, a) in book.active {
+                let exp = a.expiry(timeout);
+                let row = if now.is_some_and(|n| exp <= n) {
+                    a.close(k, exp, EndReason::Expired, &symbols)
+                } else {
+                    a.row(k, &symbols)
+                };
+                sessions.push(row);
+            }
+            sessions.sort_by(|a, b| (a.started, &a.session).cmp(&(b.started, &b.session)));
+            let mut base_capacity = srv.configured_capacity;
+            if let Some(&c) = overrides.get(&*srv.name).or_else(|| overrides.get("*")) {
+                // What-if: the override is the capacity all along.
+                base_capacity = Some(c);
+                capacity_changes.clear();
+            }
+            let per_second = |m: &BTreeMap<i64, u32>| -> Vec<(i64, u32)> {
+                let from = since.map_or(i64::MIN, |s| s - s.rem_euclid(1000));
+                m.range(from..).map(|(k, v)| (*k, *v)).collect()
+            };
+            let minutes_from = since.unwrap_or(i64::MIN);
+            let minutes = |m: usize| {
+                if with_latency {
+                    srv.latency[m].summaries_from(minutes_from)
+                } else {
+                    Vec::new()
+                }
+            };
+            ServerSnapshot {
+                name: srv.name.clone(),
+                site: srv.site.clone(),
+                state: book.state,
+                base_capacity,
+                capacity_changes,
+                first_ts: srv.first_ts,
+                max_ts: srv.max_ts,
+                sessions,
+                rejects: per_second(&srv.rejects),
+                auth_fails: per_second(&srv.auth_fails),
+                latency: [minutes(0), minutes(1), minutes(2)],
+            }
+        };
+        let mut servers: Vec<ServerSnapshot> = if parallel {
+            let (first, second) = self.servers.split_at(self.servers.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| second.iter().map(server_snapshot).collect::<Vec<_>>());
+                let mut servers: Vec<ServerSnapshot> = first.iter().map(server_snapshot).collect();
+                servers.extend(other.join().expect("a snapshot copy does not panic"));
+                servers
             })
-            .collect();
+        } else {
+            self.servers.iter().map(server_snapshot).collect()
+        };
         servers.sort_by(|a, b| a.name.cmp(&b.name));
         Snapshot {
             now_ms: now,
@@ -1589,6 +1619,43 @@ mod tests {
             v
         };
         assert_eq!(kept, model.into_iter().collect::<Vec<_>>());
+    }
+
+    /// The snapshot copied on two threads equals the one copied on one, and a big state takes
+    /// the two-thread path.
+    #[test]
+    fn a_snapshot_copied_on_two_threads_equals_one_copied_on_one() {
+        let mut e = Engine::new(EngineConfig {
+            retention_ms: 30 * 24 * 3_600_000,
+            ..EngineConfig::default()
+        });
+        let mut lines = Vec::new();
+        for server in ["gw-1", "gw-2", "gw-3"] {
+            lines.push(format!(
+                r#"{{"type":"connect","ts":0,"server":"{server}","session":"s","user":"u"}}"#
+            ));
+            // A latency sample every minute for ten days: 14,400 minutes per server.
+            for m in 0..14_400i64 {
+                lines.push(format!(
+                    r#"{{"type":"latency","ts":{},"server":"{server}","session":"s","rtt_ms":{}}}"#,
+                    m * 60_000 + 7,
+                    10 + m % 90
+                ));
+            }
+        }
+        feed(&mut e, &lines);
+        e.flush();
+        let minutes: usize = e
+            .servers
+            .iter()
+            .flat_map(|s| &s.latency)
+            .map(MinuteSeries::minutes)
+            .sum();
+        assert!(minutes >= PARALLEL_SNAPSHOT_MINUTES);
+        let one = e.snapshot_copied(None, true, true, false);
+        let two = e.snapshot_copied(None, true, true, true);
+        assert_eq!(format!("{:?}", one.servers), format!("{:?}", two.servers));
+        assert_eq!(one.servers.len(), 3);
     }
 
     #[test]
