@@ -959,7 +959,7 @@ fn decode_batch(raw: &RawBatch) -> (Arc<ChunkView>, Vec<u32>, Vec<(u32, Reason)>
     // valid whole does not make every message valid (a character could straddle two), so each
     // message must also start and end on a character boundary (`str::get`); any other message
     // is checked on its own.
-    let text = std::str::from_utf8(&raw.bytes).ok();
+    let text = simdutf8::basic::from_utf8(&raw.bytes).ok();
     let mut ev = crate::event::Event::default();
     for i in 0..raw.len() {
         let (s, e, _, _) = raw.spans[i];

@@ -120,7 +120,7 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
     // Checking the whole block as UTF-8 at once is several times cheaper than line by line;
     // lines end at `\n` (ASCII), so every line of valid text is valid text. A block with a bad
     // byte somewhere is checked line by line, so only the bad line is rejected.
-    let text = std::str::from_utf8(raw).ok();
+    let text = simdutf8::basic::from_utf8(raw).ok();
     // One event decoded into again and again (see `decode_str_into`).
     let mut ev = event::Event::default();
     for (i, &(s, e)) in spans.iter().enumerate() {
