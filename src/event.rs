@@ -177,49 +177,17 @@ impl FieldName {
     }
 
     /// The field named by a key of at most 8 bytes, given as its bytes in a little-endian word
-    /// padded with zeros: one integer `match` (a few comparisons) per key of every event.
+    /// padded with zeros: a perfect hash of the word picks the one slot it can be in, and one
+    /// comparison decides. (A `match` on the sixteen words was a tree of comparisons per key of
+    /// every event, its branches taken differently key after key.)
     #[inline]
     fn from_word(w: u64) -> Option<Self> {
-        use FieldName::*;
-        const fn word(s: &str) -> u64 {
-            le_word(s.as_bytes())
+        let (word, field) = KEY_SLOTS[key_slot(w)];
+        if word == w {
+            Some(field)
+        } else {
+            None
         }
-        const W_TYPE: u64 = word("type");
-        const W_TS: u64 = word("ts");
-        const W_SERVER: u64 = word("server");
-        const W_ID: u64 = word("id");
-        const W_SESSION: u64 = word("session");
-        const W_USER: u64 = word("user");
-        const W_SITE: u64 = word("site");
-        const W_OS: u64 = word("os");
-        const W_APP: u64 = word("app");
-        const W_SETUP_MS: u64 = word("setup_ms");
-        const W_RTT_MS: u64 = word("rtt_ms");
-        const W_LOSS_PCT: u64 = word("loss_pct");
-        const W_REASON: u64 = word("reason");
-        const W_BYTES_IN: u64 = word("bytes_in");
-        const W_CAPACITY: u64 = word("capacity");
-        const W_STATE: u64 = word("state");
-        Some(match w {
-            W_TYPE => Type,
-            W_TS => Ts,
-            W_SERVER => Server,
-            W_ID => Id,
-            W_SESSION => Session,
-            W_USER => User,
-            W_SITE => Site,
-            W_OS => Os,
-            W_APP => App,
-            W_SETUP_MS => SetupMs,
-            W_RTT_MS => RttMs,
-            W_LOSS_PCT => LossPct,
-            W_REASON => Reason,
-            W_BYTES_IN => BytesIn,
-            W_CAPACITY => Capacity,
-            W_STATE => State,
-            // `jitter_ms` and `bytes_out` are 9 bytes: never a word.
-            _ => return None,
-        })
     }
 
     /// [`FieldName::from_key`] written as a plain `match` on strings: the reference the fast
@@ -250,6 +218,60 @@ impl FieldName {
         })
     }
 }
+
+/// Multiplier of the perfect hash of the schema's keys of up to 8 bytes (found by search): the
+/// top four bits of `word * KEY_HASH` differ for all sixteen of them.
+const KEY_HASH: u64 = 0x1cca_8aee_aa0d_1d77;
+
+#[inline]
+const fn key_slot(word: u64) -> usize {
+    (word.wrapping_mul(KEY_HASH) >> 60) as usize
+}
+
+/// Each key word of up to 8 bytes in its slot, with its field. The two 9-byte keys
+/// (`jitter_ms`, `bytes_out`) are never a word. Built at compile time; a collision fails the
+/// build.
+const KEY_SLOTS: [(u64, FieldName); 16] = {
+    use FieldName::*;
+    let keys: [(&str, FieldName); 16] = [
+        ("type", Type),
+        ("ts", Ts),
+        ("server", Server),
+        ("id", Id),
+        ("session", Session),
+        ("user", User),
+        ("site", Site),
+        ("os", Os),
+        ("app", App),
+        ("setup_ms", SetupMs),
+        ("rtt_ms", RttMs),
+        ("loss_pct", LossPct),
+        ("reason", Reason),
+        ("bytes_in", BytesIn),
+        ("capacity", Capacity),
+        ("state", State),
+    ];
+    // Sixteen keys in sixteen slots: every slot is filled (checked below), so no word can
+    // match a placeholder.
+    let mut slots = [(0u64, Type); 16];
+    let mut i = 0;
+    while i < keys.len() {
+        let w = le_word(keys[i].0.as_bytes());
+        let at = key_slot(w);
+        assert!(
+            slots[at].0 == 0,
+            "KEY_HASH must give every key its own slot"
+        );
+        slots[at] = (w, keys[i].1);
+        i += 1;
+    }
+    let mut at = 0;
+    while at < slots.len() {
+        assert!(slots[at].0 != 0, "every slot holds a key");
+        at += 1;
+    }
+    slots
+};
 
 /// A string of 1 to 16 bytes packed into integers: two keys are equal exactly when the strings
 /// are, so short names (event types, server ids) compare with integer comparisons
@@ -1858,6 +1880,10 @@ mod tests {
             all.push(format!("{w}s"));
         }
         all.extend(["", "x", "TYPE", "tsx", "jitter_mss"].map(String::from));
+        // Words of zero bytes: the placeholder value of a hash slot.
+        for nul in ["\0", "\0\0\0\0\0\0\0\0"] {
+            assert_eq!(FieldName::from_key(nul), None);
+        }
         for w in &all {
             assert_eq!(
                 FieldName::from_key(w),
