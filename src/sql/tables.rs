@@ -319,11 +319,9 @@ fn concurrency(
     time_range: (i64, i64),
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let schema = Arc::new(Table::Concurrency.schema().project(cols)?);
-    let parts = partitions.min(snap.servers.len()).max(1);
-    let generators = (0..parts)
-        .map(|p| {
-            // Popped from the back: reversed, so each partition reads its servers in order.
-            let servers: Vec<usize> = (p..snap.servers.len()).step_by(parts).rev().collect();
+    let generators = servers_by_partition(snap.servers.len(), partitions)
+        .into_iter()
+        .map(|servers| {
             Arc::new(parking_lot::RwLock::new(ConcurrencyGenerator {
                 snapshot: snap.clone(),
                 servers,
@@ -335,6 +333,16 @@ fn concurrency(
         })
         .collect();
     Ok(Arc::new(LazyMemoryExec::try_new(schema, generators)?))
+}
+
+/// `servers` servers (by index) dealt round-robin over at most `partitions` lazy generators
+/// (at least one), each list reversed: the generators pop from the back, so each reads its
+/// servers in order.
+fn servers_by_partition(servers: usize, partitions: usize) -> Vec<Vec<usize>> {
+    let parts = partitions.min(servers).max(1);
+    (0..parts)
+        .map(|p| (p..servers).step_by(parts).rev().collect())
+        .collect()
 }
 
 /// `n` copies of `s` as a string-view array: one view repeated, pointing at one copy of the
@@ -596,11 +604,9 @@ fn latency(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let schema = Arc::new(Table::Latency.schema().project(cols)?);
     let wanted = wanted_metrics(metrics);
-    let parts = partitions.min(snap.servers.len()).max(1);
-    let generators = (0..parts)
-        .map(|p| {
-            // Popped from the back: reversed, so each partition reads its servers in order.
-            let servers: Vec<usize> = (p..snap.servers.len()).step_by(parts).rev().collect();
+    let generators = servers_by_partition(snap.servers.len(), partitions)
+        .into_iter()
+        .map(|servers| {
             Arc::new(parking_lot::RwLock::new(LatencyGenerator {
                 snapshot: snap.clone(),
                 servers,
@@ -819,5 +825,18 @@ impl TableProvider for SnapshotTable {
         }
         let exec = MemorySourceConfig::try_new_exec(&partitions, schema, projection)?;
         Ok(exec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_server_goes_to_exactly_one_partition_in_order() {
+        assert_eq!(servers_by_partition(0, 4), vec![Vec::<usize>::new()]);
+        assert_eq!(servers_by_partition(3, 0), vec![vec![2, 1, 0]]);
+        assert_eq!(servers_by_partition(5, 2), vec![vec![4, 2, 0], vec![3, 1]]);
+        assert_eq!(servers_by_partition(2, 8), vec![vec![0], vec![1]]);
     }
 }

@@ -1125,14 +1125,17 @@ impl Engine {
     ) -> Snapshot {
         // A big state (days of replayed minutes and sessions) is copied on two threads: the
         // copy is on the path of every query, and of a replay's answer.
-        let minutes: usize = self
-            .servers
+        let parallel = self.latency_minutes() >= PARALLEL_SNAPSHOT_MINUTES;
+        self.snapshot_copied(since, with_events, with_latency, parallel)
+    }
+
+    /// Latency minutes held, all servers and metrics.
+    fn latency_minutes(&self) -> usize {
+        self.servers
             .iter()
             .flat_map(|s| &s.latency)
             .map(MinuteSeries::minutes)
-            .sum();
-        let parallel = minutes >= PARALLEL_SNAPSHOT_MINUTES;
-        self.snapshot_copied(since, with_events, with_latency, parallel)
+            .sum()
     }
 
     fn snapshot_copied(
@@ -1645,13 +1648,7 @@ mod tests {
         }
         feed(&mut e, &lines);
         e.flush();
-        let minutes: usize = e
-            .servers
-            .iter()
-            .flat_map(|s| &s.latency)
-            .map(MinuteSeries::minutes)
-            .sum();
-        assert!(minutes >= PARALLEL_SNAPSHOT_MINUTES);
+        assert!(e.latency_minutes() >= PARALLEL_SNAPSHOT_MINUTES);
         let one = e.snapshot_copied(None, true, true, false);
         let two = e.snapshot_copied(None, true, true, true);
         assert_eq!(format!("{:?}", one.servers), format!("{:?}", two.servers));
