@@ -186,6 +186,9 @@ pub struct EngineConfig {
     /// Whether accepted events are kept as the `events` table. Always on in the service;
     /// `replay` turns it off when neither its query nor an SQL alert rule reads `events`.
     pub keep_events: bool,
+    /// Whether the cumulative latency histograms behind `/metrics` are kept. Always on in the
+    /// service; `replay`, which serves no metrics, turns it off.
+    pub keep_prometheus: bool,
 }
 
 impl Default for EngineConfig {
@@ -198,6 +201,7 @@ impl Default for EngineConfig {
             servers: BTreeMap::new(),
             capacity_overrides: BTreeMap::new(),
             keep_events: true,
+            keep_prometheus: true,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::http::ARROW_STREAM;
 use crate::http_client as client;
 use crate::ingest::dead_letter::DeadLetterWriter;
 use crate::ingest::file::{read_ndjson, FileChunk, ReadError};
+use crate::ingest::Columns;
 use crate::output::write_result;
 use crate::sql::{self, QueryResult};
 use crate::state::{Counters, Engine, Snapshot};
@@ -72,10 +73,17 @@ pub fn replay_files(
     };
     let started = std::time::Instant::now();
     let mut applying = std::time::Duration::ZERO;
+    // Batches no one keeps as the `events` table need not carry its `type` and `id` strings.
+    let columns = if config.engine.keep_events {
+        Columns::All
+    } else {
+        Columns::ForEngine
+    };
     read_ndjson(
         files,
         workers,
         progress,
+        columns,
         |fc: &FileChunk| -> Result<(), ReplayError> {
             let t = std::time::Instant::now();
             let d = &fc.decoded;
@@ -214,6 +222,9 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         .iter()
         .any(|r| matches!(r.source, RuleSource::Sql(_)));
     config.engine.keep_events = tables.contains(sql::tables::Table::Events.name()) || sql_rules;
+    // A sample costs a division and eleven comparisons on the thread that applies in order,
+    // for histograms only `/metrics` reads.
+    config.engine.keep_prometheus = false;
     let outcome = replay_files(
         &args.files,
         &config,

@@ -12,7 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{decode_chunk_cut, Chunk, DecodedChunk, MAX_RECORD_BYTES, TOO_LONG_PREFIX};
+use super::{decode_chunk_cut, Chunk, Columns, DecodedChunk, MAX_RECORD_BYTES, TOO_LONG_PREFIX};
 
 const BLOCK: usize = 1 << 20;
 
@@ -81,12 +81,14 @@ struct Opened {
     input: Input,
 }
 
-/// Reads every file in order and calls `apply` with each decoded chunk, in input order.
-/// `apply` returning an error stops the reading and returns that error.
+/// Reads every file in order and calls `apply` with each decoded chunk (its batch filling
+/// `columns`), in input order. `apply` returning an error stops the reading and returns that
+/// error.
 pub fn read_ndjson<E: From<ReadError>>(
     paths: &[String],
     workers: usize,
     show_progress: bool,
+    columns: Columns,
     mut apply: impl FnMut(&FileChunk) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut opened = Vec::with_capacity(paths.len());
@@ -118,6 +120,7 @@ pub fn read_ndjson<E: From<ReadError>>(
         workers,
         show_progress,
         Cutting::default(),
+        columns,
         &mut apply,
     )
 }
@@ -137,7 +140,7 @@ pub fn read_ndjson_from<E: From<ReadError>>(
             input: Input::Reader(r),
         })
         .collect();
-    read_opened(opened, workers, false, cutting, &mut apply)
+    read_opened(opened, workers, false, cutting, Columns::All, &mut apply)
 }
 
 fn read_opened<E: From<ReadError>>(
@@ -145,6 +148,7 @@ fn read_opened<E: From<ReadError>>(
     workers: usize,
     show_progress: bool,
     cutting: Cutting,
+    columns: Columns,
     apply: &mut impl FnMut(&FileChunk) -> Result<(), E>,
 ) -> Result<(), E> {
     let total: u64 = opened
@@ -180,7 +184,11 @@ fn read_opened<E: From<ReadError>>(
                     return;
                 };
                 if tx
-                    .send((seq, fi, decode_chunk_cut(chunk, cutting.max_record)))
+                    .send((
+                        seq,
+                        fi,
+                        decode_chunk_cut(chunk, cutting.max_record, columns),
+                    ))
                     .is_err()
                 {
                     return;
@@ -227,9 +235,11 @@ fn read_opened<E: From<ReadError>>(
                     // and then there is none to take anyway.
                     let raw = chunk_rx.try_lock().ok().and_then(|rx| rx.try_recv().ok());
                     match raw {
-                        Some((seq, fi, chunk)) => {
-                            (seq, fi, decode_chunk_cut(chunk, cutting.max_record))
-                        }
+                        Some((seq, fi, chunk)) => (
+                            seq,
+                            fi,
+                            decode_chunk_cut(chunk, cutting.max_record, columns),
+                        ),
                         None => match done_rx.recv() {
                             Ok(decoded) => decoded,
                             Err(_) => break,

@@ -97,13 +97,25 @@ fn trimmed(raw: &[u8]) -> (usize, usize) {
     (start, end)
 }
 
-/// Splits a chunk into records and decodes each. Blank lines are skipped (not rejected).
-pub fn decode_chunk(chunk: Chunk) -> DecodedChunk {
-    decode_chunk_cut(chunk, MAX_RECORD_BYTES)
+/// Which columns a decoded batch fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Columns {
+    /// All of the `events` schema.
+    #[default]
+    All,
+    /// Only what the engine reads, for a run that does not keep the `events` table (see
+    /// [`EventColumns::for_engine`]).
+    ForEngine,
 }
 
-/// [`decode_chunk`] with lines longer than `max_record` rejected as `line_too_long`.
-pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
+/// Splits a chunk into records and decodes each. Blank lines are skipped (not rejected).
+pub fn decode_chunk(chunk: Chunk) -> DecodedChunk {
+    decode_chunk_cut(chunk, MAX_RECORD_BYTES, Columns::All)
+}
+
+/// [`decode_chunk`] with lines longer than `max_record` rejected as `line_too_long`, filling
+/// `columns`.
+pub fn decode_chunk_cut(chunk: Chunk, max_record: usize, columns: Columns) -> DecodedChunk {
     let raw = &chunk.raw;
     let mut spans = Vec::with_capacity(raw.len() / 120 + 1);
     let mut start = 0usize;
@@ -114,7 +126,10 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize) -> DecodedChunk {
     if start < raw.len() {
         spans.push((start as u32, raw.len() as u32));
     }
-    let mut cols = EventColumns::with_capacity(spans.len());
+    let mut cols = match columns {
+        Columns::All => EventColumns::with_capacity(spans.len()),
+        Columns::ForEngine => EventColumns::for_engine(spans.len()),
+    };
     let mut row_record = Vec::with_capacity(spans.len());
     let mut rejects = Vec::new();
     // Checking the whole block as UTF-8 at once is several times cheaper than line by line;

@@ -197,6 +197,11 @@ pub struct ChunkView {
     id: StringArray,
     capacity: Int64Array,
     state: StringArray,
+    /// The batch's `type` and `id` columns are empty (see [`EventColumns::for_engine`]): it
+    /// must not be kept as the `events` table.
+    ///
+    /// [`EventColumns::for_engine`]: crate::event::EventColumns::for_engine
+    for_engine: bool,
 }
 
 impl std::fmt::Debug for ChunkView {
@@ -229,12 +234,12 @@ impl ChunkView {
             .iter()
             .map(|t| t.and_then(EventType::parse).unwrap_or(EventType::Server))
             .collect();
-        Self::from_parts(batch, kinds, id_hashes)
+        Self::from_parts(batch, kinds, id_hashes, false)
     }
 
     /// Wraps rows just decoded, whose types and id hashes the decoder already has.
     pub fn from_rows(rows: crate::event::FinishedRows) -> ChunkView {
-        Self::from_parts(&rows.batch, rows.kinds, rows.id_hashes)
+        Self::from_parts(&rows.batch, rows.kinds, rows.id_hashes, rows.for_engine)
     }
 
     /// Rows wrapped.
@@ -242,7 +247,12 @@ impl ChunkView {
         self.kinds.len()
     }
 
-    fn from_parts(batch: &RecordBatch, kinds: Vec<EventType>, id_hashes: Vec<u128>) -> ChunkView {
+    fn from_parts(
+        batch: &RecordBatch,
+        kinds: Vec<EventType>,
+        id_hashes: Vec<u128>,
+        for_engine: bool,
+    ) -> ChunkView {
         debug_assert_eq!(kinds.len(), batch.num_rows());
         debug_assert_eq!(id_hashes.len(), batch.num_rows());
         let s = |i: usize| batch.column(i).as_string::<i32>().clone();
@@ -268,6 +278,7 @@ impl ChunkView {
             id_hashes,
             capacity: batch.column(col::CAPACITY).as_primitive().clone(),
             state: s(col::STATE),
+            for_engine,
         }
     }
 }
@@ -927,6 +938,7 @@ impl Engine {
             return applied;
         }
         let lateness = self.cfg.allowed_lateness_ms;
+        let prometheus = self.cfg.keep_prometheus;
         let mut keep = arrow::array::BooleanBufferBuilder::new(n);
         let mut dropped = 0usize;
         let mut touched: Vec<usize> = Vec::new();
@@ -991,7 +1003,9 @@ impl Engine {
             match kind {
                 EventType::Latency => {
                     srv.latency[0].record(ts, view.rtt_ms.value(row));
-                    srv.prom[0].observe_ms(view.rtt_ms.value(row));
+                    if prometheus {
+                        srv.prom[0].observe_ms(view.rtt_ms.value(row));
+                    }
                     if let Some(j) = opt_f64(&view.jitter_ms, row) {
                         srv.latency[2].record(ts, j);
                     }
@@ -999,7 +1013,9 @@ impl Engine {
                 EventType::Connect => {
                     if let Some(s) = opt_f64(&view.setup_ms, row) {
                         srv.latency[1].record(ts, s);
-                        srv.prom[1].observe_ms(s);
+                        if prometheus {
+                            srv.prom[1].observe_ms(s);
+                        }
                     }
                 }
                 EventType::Reject => {
@@ -1028,6 +1044,10 @@ impl Engine {
             }
         }
         if self.cfg.keep_events {
+            assert!(
+                !view.for_engine,
+                "a batch decoded for the engine only is not kept as the events table"
+            );
             let kept = if dropped == 0 {
                 batch.clone()
             } else {
@@ -1421,6 +1441,24 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// The `/metrics` histograms count every sample, unless the run keeps none (`replay`);
+    /// the minute histograms count them either way.
+    #[test]
+    fn prometheus_histograms_are_kept_only_when_asked_for() {
+        for keep in [true, false] {
+            let mut e = Engine::new(EngineConfig {
+                keep_prometheus: keep,
+                ..EngineConfig::default()
+            });
+            feed(&mut e, &[ev("connect", 0, "a"), ev("latency", 1_000, "a")]);
+            let [rtt, _setup] = &e.latency_histograms()[0].1;
+            assert_eq!(rtt.count, u64::from(keep));
+            e.flush();
+            let minutes = e.snapshot().servers[0].latency[0].clone();
+            assert_eq!(minutes.iter().map(|m| m.count).sum::<u64>(), 1);
+        }
     }
 
     #[test]
