@@ -59,6 +59,7 @@ fn benches(c: &mut Criterion) {
                 black_box(decode_chunk(Chunk {
                     raw: c.clone(),
                     truncated: false,
+                    shared: None,
                 }));
             }
         })
@@ -70,6 +71,7 @@ fn benches(c: &mut Criterion) {
             decode_chunk(Chunk {
                 raw: c.clone(),
                 truncated: false,
+                shared: None,
             })
             .batch
         })
@@ -97,6 +99,7 @@ fn benches(c: &mut Criterion) {
                     let d = decode_chunk(Chunk {
                         raw: c.clone(),
                         truncated: false,
+                        shared: None,
                     });
                     e.apply(&d.batch);
                 }

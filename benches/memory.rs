@@ -51,6 +51,7 @@ fn apply_lines(e: &mut Engine, lines: &str) {
     let d = decode_chunk(Chunk {
         raw: lines.as_bytes().to_vec(),
         truncated: false,
+        shared: None,
     });
     e.apply(&d.batch);
 }

@@ -1048,6 +1048,7 @@ mod tests {
         let d = decode_chunk(Chunk {
             raw: lines.join("\n").into_bytes(),
             truncated: false,
+            shared: None,
         });
         assert!(d.rejects.is_empty(), "{:?}", d.rejects);
         e.apply(&d.batch);

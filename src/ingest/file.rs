@@ -1,18 +1,24 @@
 //! NDJSON files (and stdin) in, decoded in parallel, delivered in input order.
 //!
-//! Owns: reading in 1 MiB blocks cut at line ends, the line-too-long guard (a 10 MB line costs
-//! 1 MiB of memory, not 10), line numbering per file, and the progress line on a terminal.
-//! One reader thread, `workers` decoding threads, and the caller's thread applying chunks in
-//! order: decoding (the expensive part) scales with cores, application stays sequential.
+//! Owns: cutting the input into ~1 MiB chunks at line ends, the line-too-long guard (a 10 MB
+//! line costs 1 MiB of memory, not 10), line numbering per file, and the progress line on a
+//! terminal. A big regular file is memory-mapped and cut in place (see [`super::mapped`]);
+//! anything else (stdin, pipes, small files, the unfinished last line of a mapped file) is
+//! read in blocks. One reader thread, `workers` decoding threads, and the caller's thread
+//! applying chunks in order: decoding (the expensive part) scales with cores, application
+//! stays sequential.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{decode_chunk_cut, Chunk, Columns, DecodedChunk, MAX_RECORD_BYTES, TOO_LONG_PREFIX};
+use super::mapped::Mapping;
+use super::{
+    decode_chunk_cut, Chunk, Columns, DecodedChunk, Shared, MAX_RECORD_BYTES, TOO_LONG_PREFIX,
+};
 
 const BLOCK: usize = 1 << 20;
 
@@ -35,6 +41,12 @@ pub enum ReadError {
         /// Why.
         source: io::Error,
     },
+    /// The file got shorter while it was read (truncated or rewritten in place).
+    #[error("input file {path} shrank while it was being read (something truncated or rewrote it); replay a copy that nothing else writes to")]
+    Shrank {
+        /// As given.
+        path: String,
+    },
 }
 
 /// A decoded chunk with where it came from.
@@ -51,6 +63,8 @@ enum Input {
     Stdin,
     File(File, u64),
     Reader(Box<dyn Read + Send>),
+    /// Bytes cut in place like a mapped file's (the reader's tests and the fuzzer).
+    Bytes(Shared),
 }
 
 /// How the reader cuts its input: the block it reads at a time and the longest record it keeps.
@@ -64,6 +78,8 @@ pub struct Cutting {
     pub max_record: usize,
     /// How much of a too-long line is kept.
     pub too_long_prefix: usize,
+    /// Regular files of at least this many bytes are memory-mapped rather than read.
+    pub map_from: u64,
 }
 
 impl Default for Cutting {
@@ -72,9 +88,13 @@ impl Default for Cutting {
             block: BLOCK,
             max_record: MAX_RECORD_BYTES,
             too_long_prefix: TOO_LONG_PREFIX,
+            map_from: MAP_FROM,
         }
     }
 }
+
+/// Below this a map saves too little to be worth the system calls.
+const MAP_FROM: u64 = 4 << 20;
 
 struct Opened {
     name: Arc<str>,
@@ -221,7 +241,9 @@ fn read_opened<E: From<ReadError>>(
                     break 'outer;
                 }
                 // Hand the buffer back to the reader; if it has enough, let it go.
-                let _ = spare_tx.try_send(fc.decoded.chunk.raw);
+                if fc.decoded.chunk.raw.capacity() > 0 {
+                    let _ = spare_tx.try_send(fc.decoded.chunk.raw);
+                }
             }
             // The next chunk in order is not decoded yet: rather than wait for it, this thread
             // decodes one itself if there is one to take. The decoding threads and this one
@@ -253,14 +275,26 @@ fn read_opened<E: From<ReadError>>(
         drop(done_rx);
         let read_result = reader.join().expect("reader thread does not panic");
         result?;
-        read_result.map_err(E::from)
+        // Bytes a file lost while mapped read as zeros (its lines then were rejected): the
+        // replay fails rather than answer from a file that changed under it.
+        for (path, map) in read_result.map_err(E::from)? {
+            if map.shrank() {
+                return Err(ReadError::Shrank {
+                    path: path.to_string(),
+                }
+                .into());
+            }
+        }
+        Ok(())
     })
 }
 
 /// The reader: blocks cut at the last newline; lines longer than [`MAX_RECORD_BYTES`] become a
 /// single truncated record and the rest of them is skipped. Reads go straight into the buffer
 /// that becomes the chunk (only the partial last line is copied), and buffers the caller is done
-/// with come back through `spare`, so steady state allocates nothing.
+/// with come back through `spare`, so steady state allocates nothing. A mapped file is cut the
+/// same way in place ([`cut_in_place`]). Returns the files it mapped, to be checked once every
+/// chunk is decoded.
 fn read_blocks(
     inputs: Vec<Opened>,
     total: u64,
@@ -268,10 +302,15 @@ fn read_blocks(
     cutting: Cutting,
     spare: Receiver<Vec<u8>>,
     mut send: impl FnMut(u64, usize, Chunk) -> bool,
-) -> Result<(), ReadError> {
+) -> Result<Vec<MappedFile>, ReadError> {
+    let mut maps = Vec::new();
     let mut seq = 0u64;
-    let mut done_bytes = 0u64;
-    let mut last_report = Instant::now();
+    let mut progress = Progress {
+        on: progress,
+        done: 0,
+        total,
+        last_report: Instant::now(),
+    };
     let stdin = io::stdin();
     let fresh = |spare: &Receiver<Vec<u8>>| -> Vec<u8> {
         let mut b = spare
@@ -281,10 +320,43 @@ fn read_blocks(
         b
     };
     for (fi, opened) in inputs.into_iter().enumerate() {
+        // Sends a chunk with the next number; false when nobody receives any more.
+        let mut emit = |c: Chunk| {
+            let ok = send(seq, fi, c);
+            seq += 1;
+            ok
+        };
+        let read_error = |source| ReadError::Read {
+            path: opened.name.to_string(),
+            source,
+        };
         let mut reader: Box<dyn Read> = match opened.input {
             Input::Stdin => Box::new(stdin.lock()),
+            Input::File(mut f, len) if len >= cutting.map_from => {
+                match Mapping::new(&f, len).map(Arc::new) {
+                    Some(map) => {
+                        maps.push((opened.name.clone(), map.clone()));
+                        let shared = Shared(map);
+                        let Some(done) = cut_in_place(&shared, cutting, &mut emit, &mut progress)
+                        else {
+                            return Ok(maps);
+                        };
+                        // The rest (an unfinished last line, or what was appended since) is
+                        // read like any input.
+                        f.seek(SeekFrom::Start(done as u64)).map_err(read_error)?;
+                        Box::new(f)
+                    }
+                    None => Box::new(f),
+                }
+            }
             Input::File(f, _) => Box::new(f),
             Input::Reader(r) => r,
+            Input::Bytes(bytes) => {
+                let Some(done) = cut_in_place(&bytes, cutting, &mut emit, &mut progress) else {
+                    return Ok(maps);
+                };
+                Box::new(io::Cursor::new(bytes.0.as_ref().as_ref()[done..].to_vec()))
+            }
         };
         let mut buf = fresh(&spare);
         let mut skipping = false;
@@ -296,38 +368,19 @@ fn read_blocks(
             {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(ReadError::Read {
-                        path: opened.name.to_string(),
-                        source,
-                    });
-                }
+                Err(source) => return Err(read_error(source)),
             };
-            done_bytes += n as u64;
-            if progress && last_report.elapsed() > Duration::from_millis(250) {
-                last_report = Instant::now();
-                let pct = (done_bytes * 100).checked_div(total).unwrap_or(0);
-                let _ = write!(
-                    io::stderr(),
-                    "\rreplay: read {} of {} MiB ({pct}%)",
-                    done_bytes >> 20,
-                    total >> 20
-                );
-            }
+            progress.advance(n);
             if n == 0 {
                 if !buf.is_empty() && !skipping {
                     let raw = std::mem::take(&mut buf);
-                    if !send(
-                        seq,
-                        fi,
-                        Chunk {
-                            raw,
-                            truncated: false,
-                        },
-                    ) {
-                        return Ok(());
+                    if !emit(Chunk {
+                        raw,
+                        truncated: false,
+                        shared: None,
+                    }) {
+                        return Ok(maps);
                     }
-                    seq += 1;
                 }
                 break;
             }
@@ -349,40 +402,113 @@ fn read_blocks(
                 next.extend_from_slice(&buf[last_nl + 1..]);
                 buf.truncate(last_nl + 1);
                 let raw = std::mem::replace(&mut buf, next);
-                if !send(
-                    seq,
-                    fi,
-                    Chunk {
-                        raw,
-                        truncated: false,
-                    },
-                ) {
-                    return Ok(());
+                if !emit(Chunk {
+                    raw,
+                    truncated: false,
+                    shared: None,
+                }) {
+                    return Ok(maps);
                 }
-                seq += 1;
             }
             if buf.len() > cutting.max_record {
                 buf.truncate(cutting.too_long_prefix);
                 let raw = std::mem::replace(&mut buf, fresh(&spare));
-                if !send(
-                    seq,
-                    fi,
-                    Chunk {
-                        raw,
-                        truncated: true,
-                    },
-                ) {
-                    return Ok(());
+                if !emit(Chunk {
+                    raw,
+                    truncated: true,
+                    shared: None,
+                }) {
+                    return Ok(maps);
                 }
-                seq += 1;
                 skipping = true;
             }
         }
     }
-    if progress {
-        let _ = write!(io::stderr(), "\r\x1b[K");
+    progress.finish();
+    Ok(maps)
+}
+
+/// A file read through a map, by the name it was given.
+type MappedFile = (Arc<str>, Arc<Mapping>);
+
+/// Cuts the whole lines of `shared` into chunks of about a block that point into it, as
+/// [`read_blocks`] cuts what it reads: a line longer than `cutting.max_record` becomes one
+/// truncated chunk of its start. Returns where the whole lines end (the rest, an unfinished
+/// last line, is left to the caller), or `None` when `emit` says nobody receives any more.
+fn cut_in_place(
+    shared: &Shared,
+    cutting: Cutting,
+    emit: &mut impl FnMut(Chunk) -> bool,
+    progress: &mut Progress,
+) -> Option<usize> {
+    let bytes = shared.0.as_ref().as_ref();
+    let mut at = 0;
+    while at < bytes.len() {
+        let window = (at + cutting.block.max(1)).min(bytes.len());
+        let end = match memchr::memrchr(b'\n', &bytes[at..window]) {
+            Some(i) => at + i + 1,
+            // A line at least a block long.
+            None => match memchr::memchr(b'\n', &bytes[window..]) {
+                None => break,
+                Some(i) if window + i - at > cutting.max_record => {
+                    let keep = cutting.too_long_prefix.min(cutting.max_record);
+                    let chunk = Chunk {
+                        raw: bytes[at..at + keep].to_vec(),
+                        truncated: true,
+                        shared: None,
+                    };
+                    if !emit(chunk) {
+                        return None;
+                    }
+                    progress.advance(window + i + 1 - at);
+                    at = window + i + 1;
+                    continue;
+                }
+                Some(i) => window + i + 1,
+            },
+        };
+        let chunk = Chunk {
+            raw: Vec::new(),
+            truncated: false,
+            shared: Some((shared.clone(), at..end)),
+        };
+        if !emit(chunk) {
+            return None;
+        }
+        progress.advance(end - at);
+        at = end;
     }
-    Ok(())
+    Some(at)
+}
+
+/// The progress line on a terminal.
+struct Progress {
+    on: bool,
+    done: u64,
+    total: u64,
+    last_report: Instant,
+}
+
+impl Progress {
+    fn advance(&mut self, bytes: usize) {
+        self.done += bytes as u64;
+        if self.on && self.last_report.elapsed() > Duration::from_millis(250) {
+            self.last_report = Instant::now();
+            let pct = (self.done * 100).checked_div(self.total).unwrap_or(0);
+            let _ = write!(
+                io::stderr(),
+                "\rreplay: read {} of {} MiB ({pct}%)",
+                self.done >> 20,
+                self.total >> 20
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.on {
+            let _ = write!(io::stderr(), "\r\x1b[K");
+        }
+    }
 }
 
 /// Checks the reader against the plain definition of NDJSON on one input: every `\n`-separated
@@ -395,11 +521,6 @@ fn read_blocks(
 pub fn check_against_lines(input: &[u8], cutting: Cutting, piece: usize) -> Result<(), String> {
     use crate::event::{decode, Reason};
 
-    #[derive(Debug, PartialEq)]
-    enum Outcome {
-        Accepted(Vec<u8>),
-        Rejected(Reason),
-    }
     let mut expected = Vec::new();
     let mut lines: Vec<&[u8]> = input.split(|&c| c == b'\n').collect();
     if lines.last().is_some_and(|l| l.is_empty()) {
@@ -439,9 +560,38 @@ pub fn check_against_lines(input: &[u8], cutting: Cutting, piece: usize) -> Resu
         at: 0,
         piece: piece.max(1),
     };
-    let mut actual = Vec::new();
+    let read = read_through(
+        Input::Reader(Box::new(reader)),
+        cutting,
+        &expected,
+        "reading",
+    );
+    // The same bytes cut in place, as a mapped file is.
+    let in_place = Input::Bytes(Shared(Arc::new(input.to_vec())));
+    read.and_then(|()| read_through(in_place, cutting, &expected, "cutting in place"))
+}
+
+/// What became of one line.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Accepted(Vec<u8>),
+    Rejected(crate::event::Reason),
+}
+
+/// [`check_against_lines`] of one way in (`how`, for the message).
+fn read_through(
+    input: Input,
+    cutting: Cutting,
+    expected: &[(u64, Outcome)],
+    how: &str,
+) -> Result<(), String> {
+    let mut actual: Vec<(u64, Outcome)> = Vec::new();
     let mut problem = None;
-    read_ndjson_from::<ReadError>(vec![("fuzz".into(), Box::new(reader))], 2, cutting, |fc| {
+    let opened = vec![Opened {
+        name: "fuzz".into(),
+        input,
+    }];
+    read_opened::<ReadError>(opened, 2, false, cutting, Columns::All, &mut |fc| {
         let d = &fc.decoded;
         let mut rows = d.row_record.iter().peekable();
         let mut rejects = d.rejects.iter().peekable();
@@ -470,11 +620,11 @@ pub fn check_against_lines(input: &[u8], cutting: Cutting, piece: usize) -> Resu
     if actual != expected {
         let at = actual
             .iter()
-            .zip(&expected)
+            .zip(expected)
             .position(|(a, e)| a != e)
             .unwrap_or(actual.len().min(expected.len()));
         return Err(format!(
-            "reader and line-by-line decoding differ at outcome {at}: reader {:?}, lines {:?} ({} vs {} outcomes)",
+            "{how} and line-by-line decoding differ at outcome {at}: {how} {:?}, lines {:?} ({} vs {} outcomes)",
             actual.get(at), expected.get(at), actual.len(), expected.len()
         ));
     }
@@ -490,6 +640,7 @@ mod tests {
             block: 7,
             max_record: 40,
             too_long_prefix: 10,
+            map_from: 0,
         }
     }
 
@@ -516,6 +667,49 @@ mod tests {
             check_against_lines(&input, tiny(), piece).unwrap();
             check_against_lines(&input, Cutting::default(), piece).unwrap();
         }
+    }
+
+    /// A mapped file reads like lines read one by one (its unfinished last line read after the
+    /// map); a file cut short while it is read fails the read with one sentence, instead of
+    /// the process dying of SIGBUS.
+    #[test]
+    fn mapped_files_read_whole_and_shrinking_ones_fail() {
+        use std::io::Write as _;
+        let ok = br#"{"type":"reject","ts":1,"server":"a"}"#;
+        let mut input = Vec::new();
+        for _ in 0..3000 {
+            input.extend_from_slice(ok);
+            input.push(b'\n');
+        }
+        input.extend_from_slice(ok);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&input).unwrap();
+        f.flush().unwrap();
+        let read = |len: u64| -> Result<(usize, usize), ReadError> {
+            let opened = vec![Opened {
+                name: "f".into(),
+                input: Input::File(File::open(f.path()).unwrap(), len),
+            }];
+            let cutting = Cutting {
+                block: 4096,
+                map_from: 0,
+                ..Cutting::default()
+            };
+            let mut counts = (0, 0);
+            read_opened(opened, 2, false, cutting, Columns::All, &mut |fc| {
+                counts.0 += fc.decoded.records();
+                counts.1 += fc.decoded.batch.num_rows();
+                Ok(())
+            })?;
+            Ok(counts)
+        };
+        let full = input.len() as u64;
+        assert_eq!(read(full).unwrap(), (3001, 3001));
+        // Cut to half after its size was taken, as if truncated while being read.
+        f.as_file().set_len(full / 2).unwrap();
+        let err = read(full).unwrap_err();
+        assert!(matches!(err, ReadError::Shrank { .. }), "{err}");
+        assert!(err.to_string().contains("shrank while it was being read"));
     }
 
     #[test]

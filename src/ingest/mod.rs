@@ -8,7 +8,9 @@
 pub mod dead_letter;
 pub mod file;
 pub mod kafka;
+pub mod mapped;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -24,10 +26,33 @@ pub const TOO_LONG_PREFIX: usize = 1024;
 /// Raw input records: newline-separated bytes, in input order.
 #[derive(Debug, Default)]
 pub struct Chunk {
-    /// The bytes; each record ends with `\n` (the last one may not).
+    /// The bytes; each record ends with `\n` (the last one may not). Empty when `shared` is set.
     pub raw: Vec<u8>,
     /// The single record here is the start of a longer line that was cut off.
     pub truncated: bool,
+    /// The bytes are instead this range of bytes shared with other chunks (a mapped file).
+    pub shared: Option<(Shared, Range<usize>)>,
+}
+
+impl Chunk {
+    /// The chunk's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.shared {
+            Some((shared, range)) => &shared.0.as_ref().as_ref()[range.clone()],
+            None => &self.raw,
+        }
+    }
+}
+
+/// Bytes that chunks are cut from in place: a memory-mapped file ([`mapped::Mapping`]), or in
+/// tests a buffer standing in for one.
+#[derive(Clone)]
+pub struct Shared(pub Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared({} bytes)", self.0.as_ref().as_ref().len())
+    }
 }
 
 /// A decoded chunk: well-formed events as a batch, and what was rejected.
@@ -52,7 +77,7 @@ impl DecodedChunk {
     /// The raw bytes of record `i`.
     pub fn record(&self, i: u32) -> &[u8] {
         let (s, e) = self.spans[i as usize];
-        &self.chunk.raw[s as usize..e as usize]
+        &self.chunk.bytes()[s as usize..e as usize]
     }
 
     /// Records (lines) in the chunk, blank ones included.
@@ -116,7 +141,7 @@ pub fn decode_chunk(chunk: Chunk) -> DecodedChunk {
 /// [`decode_chunk`] with lines longer than `max_record` rejected as `line_too_long`, filling
 /// `columns`.
 pub fn decode_chunk_cut(chunk: Chunk, max_record: usize, columns: Columns) -> DecodedChunk {
-    let raw = &chunk.raw;
+    let raw = chunk.bytes();
     let mut spans = Vec::with_capacity(raw.len() / 120 + 1);
     let mut start = 0usize;
     for nl in memchr::memchr_iter(b'\n', raw) {
@@ -186,6 +211,7 @@ mod tests {
         let d = decode_chunk(Chunk {
             raw,
             truncated: false,
+            shared: None,
         });
         assert_eq!(d.records(), 5);
         assert_eq!(d.batch.num_rows(), 2);

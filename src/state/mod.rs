@@ -1388,6 +1388,7 @@ mod tests {
         let d = decode_chunk(Chunk {
             raw: lines.join("\n").into_bytes(),
             truncated: false,
+            shared: None,
         });
         assert!(d.rejects.is_empty(), "{:?}", d.rejects);
         e.apply(&d.batch)
@@ -1411,6 +1412,7 @@ mod tests {
         let d = decode_chunk(Chunk {
             raw: raw.into_bytes(),
             truncated: false,
+            shared: None,
         });
         assert_eq!(d.batch.num_rows(), 6);
         let read_back = ChunkView::new(&d.batch);

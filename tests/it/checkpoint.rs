@@ -40,6 +40,7 @@ fn apply_lines(engine: &mut Engine, lines: &[String], chunk: usize) {
         let d = decode_chunk(Chunk {
             raw,
             truncated: false,
+            shared: None,
         });
         for (_, reason) in &d.rejects {
             engine.count_rejected(*reason, 1);
