@@ -355,7 +355,7 @@ fn read_blocks(
                 let Some(done) = cut_in_place(&bytes, cutting, &mut emit, &mut progress) else {
                     return Ok(maps);
                 };
-                Box::new(io::Cursor::new(bytes.0.as_ref().as_ref()[done..].to_vec()))
+                Box::new(io::Cursor::new((*bytes.0).as_ref()[done..].to_vec()))
             }
         };
         let mut buf = fresh(&spare);
@@ -441,8 +441,10 @@ fn cut_in_place(
     emit: &mut impl FnMut(Chunk) -> bool,
     progress: &mut Progress,
 ) -> Option<usize> {
-    let bytes = shared.0.as_ref().as_ref();
+    let bytes = (*shared.0).as_ref();
     let mut at = 0;
+    // Chunks emitted and not yet given back, oldest first (see `RELEASE_BEHIND`).
+    let mut behind = std::collections::VecDeque::new();
     while at < bytes.len() {
         let window = (at + cutting.block.max(1)).min(bytes.len());
         let end = match memchr::memrchr(b'\n', &bytes[at..window]) {
@@ -476,10 +478,19 @@ fn cut_in_place(
             return None;
         }
         progress.advance(end - at);
+        behind.push_back(at..end);
+        if behind.len() > RELEASE_BEHIND {
+            shared.0.done_with(behind.pop_front().expect("not empty"));
+        }
         at = end;
     }
     Some(at)
 }
+
+/// How many chunks behind the newest one cut in place the reader gives memory back: well past
+/// the chunks in flight (two per decoding thread queued each way), so those are long decoded
+/// and applied. Were one not, it would only read its bytes again from the page cache.
+const RELEASE_BEHIND: usize = 32;
 
 /// The progress line on a terminal.
 struct Progress {
@@ -690,8 +701,9 @@ mod tests {
                 name: "f".into(),
                 input: Input::File(File::open(f.path()).unwrap(), len),
             }];
+            // Small blocks: many more chunks than are kept mapped behind the newest.
             let cutting = Cutting {
-                block: 4096,
+                block: 512,
                 map_from: 0,
                 ..Cutting::default()
             };

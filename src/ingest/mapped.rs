@@ -121,6 +121,25 @@ impl AsRef<[u8]> for Mapping {
     }
 }
 
+impl super::InPlace for Mapping {
+    /// Unmaps the whole pages of `range` from the process (`MADV_DONTNEED`; the file's pages
+    /// stay in the page cache, and reading them again maps them again). The map then does not
+    /// grow to the file's size in the process's resident memory, and the final `munmap` has
+    /// little left to tear down: for the 368 MB benchmark file it took ~15 ms between the end
+    /// of ingest and the query.
+    fn done_with(&self, range: std::ops::Range<usize>) {
+        let page = PAGE.load(Ordering::Relaxed);
+        let base = self.ptr as usize;
+        let start = (base + range.start).next_multiple_of(page);
+        let end = (base + range.end.min(self.len)) & !(page - 1);
+        if end > start {
+            // SAFETY: advice on whole pages of our own live private file mapping; its contents
+            // read the same afterwards (refaulted from the file).
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         let r = &REGIONS[self.slot];
@@ -234,6 +253,10 @@ mod tests {
         let intact = Mapping::new(&file, data.len() as u64).unwrap();
         assert_eq!(intact.bytes(), &data[..]);
         assert!(!intact.shrank());
+        // Given back, and read again: the same bytes.
+        use super::super::InPlace;
+        intact.done_with(100..4 * 4096 + 7);
+        assert_eq!(intact.bytes(), &data[..]);
         drop(intact);
 
         let m = Mapping::new(&file, data.len() as u64).unwrap();

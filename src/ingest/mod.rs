@@ -38,7 +38,7 @@ impl Chunk {
     /// The chunk's bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.shared {
-            Some((shared, range)) => &shared.0.as_ref().as_ref()[range.clone()],
+            Some((shared, range)) => &(*shared.0).as_ref()[range.clone()],
             None => &self.raw,
         }
     }
@@ -47,13 +47,22 @@ impl Chunk {
 /// Bytes that chunks are cut from in place: a memory-mapped file ([`mapped::Mapping`]), or in
 /// tests a buffer standing in for one.
 #[derive(Clone)]
-pub struct Shared(pub Arc<dyn AsRef<[u8]> + Send + Sync>);
+pub struct Shared(pub Arc<dyn InPlace>);
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Shared({} bytes)", self.0.as_ref().as_ref().len())
     }
 }
+
+/// Bytes chunks can be cut from in place.
+pub trait InPlace: AsRef<[u8]> + Send + Sync {
+    /// The reader is done with `range` (its chunks were long since decoded): memory may be
+    /// given back. Reading it again must still give the same bytes.
+    fn done_with(&self, _range: Range<usize>) {}
+}
+
+impl InPlace for Vec<u8> {}
 
 /// A decoded chunk: well-formed events as a batch, and what was rejected.
 #[derive(Debug)]
