@@ -170,8 +170,10 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize, columns: Columns) -> De
     // lines end at `\n` (ASCII), so every line of valid text is valid text. A block with a bad
     // byte somewhere is checked line by line, so only the bad line is rejected.
     let text = simdutf8::basic::from_utf8(raw).ok();
-    // One event decoded into again and again (see `decode_str_into`).
+    // One event decoded into again and again (see `decode_str_into`), and the shape of the
+    // record before (see `event::Shape`).
     let mut ev = event::Event::default();
+    let mut shape = event::Shape::default();
     for (i, &(s, e)) in spans.iter().enumerate() {
         let mut line = &raw[s as usize..e as usize];
         // The length guard counts what the reader counts: the line without its `\n`.
@@ -187,7 +189,8 @@ pub fn decode_chunk_cut(chunk: Chunk, max_record: usize, columns: Columns) -> De
         }
         let decoded = match text {
             Some(text) => {
-                event::decode_str_into(&text[s as usize..s as usize + line.len()], &mut ev)
+                let text = &text[s as usize..s as usize + line.len()];
+                event::decode_str_shaped(text, &mut ev, &mut shape)
             }
             None => event::decode(line).map(|e| ev = e),
         };
