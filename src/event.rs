@@ -581,10 +581,7 @@ fn decode_as_shaped<'a>(
         i: 0,
     };
     *ev = Event::default();
-    let mut server: Option<Cow<'_, str>> = None;
-    let mut ts: Option<i64> = None;
-    let mut type_str: Option<Cow<'_, str>> = None;
-    let mut first_err: Option<Reason> = None;
+    let mut found = Found::default();
     p.ws();
     for step in &shape.steps[..shape.len] {
         if !step.matches(&p.s[p.i..]) {
@@ -592,13 +589,13 @@ fn decode_as_shaped<'a>(
         }
         p.i += step.len as usize;
         // The general parser would skip more whitespace before the value than the shape holds.
-        if matches!(p.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        if p.peek().is_some_and(is_json_ws) {
             return None;
         }
-        match p.field(step.field, ev, &mut server, &mut ts, &mut type_str) {
+        match p.field(step.field, ev, &mut found) {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => {
-                first_err.get_or_insert(reason);
+                found.first_err.get_or_insert(reason);
             }
             // Malformed where the general parser would find it malformed too; but let it say
             // so, from the start.
@@ -613,7 +610,7 @@ fn decode_as_shaped<'a>(
     if p.i != p.s.len() {
         return None;
     }
-    Some(finish_event(ev, server, ts, type_str, first_err))
+    Some(finish_event(ev, found))
 }
 
 /// The general parser; records the record's shape into `shape` when given one and the record
@@ -652,11 +649,7 @@ fn decode_general<'a>(
     let mut stretch_start = p.i;
     p.i += 1;
     *ev = Event::default();
-    let mut server: Option<Cow<'_, str>> = None;
-    let mut ts: Option<i64> = None;
-    let mut type_str: Option<Cow<'_, str>> = None;
-    // The first field-level problem; reported only if the JSON as a whole is well formed.
-    let mut first_err: Option<Reason> = None;
+    let mut found = Found::default();
 
     p.ws();
     if p.peek() == Some(b'}') {
@@ -684,9 +677,9 @@ fn decode_general<'a>(
             match key {
                 None => p.skip_value().map_err(|_| Reason::InvalidJson)?,
                 Some(field) => {
-                    let r = p.field(field, ev, &mut server, &mut ts, &mut type_str)?;
+                    let r = p.field(field, ev, &mut found)?;
                     if let Err(reason) = r {
-                        first_err.get_or_insert(reason);
+                        found.first_err.get_or_insert(reason);
                     }
                 }
             }
@@ -708,18 +701,35 @@ fn decode_general<'a>(
     if let (true, Some(shape)) = (recording, shape) {
         shape.len = n_steps;
     }
-    finish_event(ev, server, ts, type_str, first_err)
+    finish_event(ev, found)
 }
 
-/// The checks after the last key: required fields, in a fixed order so a reason is stable.
-#[inline(always)]
-fn finish_event<'a>(
-    ev: &mut Event<'a>,
+/// What a record's values leave for the checks after its last key: the required fields, kept
+/// apart from the event until then, and the first field-level problem (reported only if the
+/// JSON as a whole is well formed).
+#[derive(Default)]
+struct Found<'a> {
     server: Option<Cow<'a, str>>,
     ts: Option<i64>,
     type_str: Option<Cow<'a, str>>,
     first_err: Option<Reason>,
-) -> Result<(), Reason> {
+}
+
+/// JSON's insignificant whitespace.
+#[inline(always)]
+fn is_json_ws(c: u8) -> bool {
+    c == b' ' || c == b'\t' || c == b'\n' || c == b'\r'
+}
+
+/// The checks after the last key: required fields, in a fixed order so a reason is stable.
+#[inline(always)]
+fn finish_event<'a>(ev: &mut Event<'a>, found: Found<'a>) -> Result<(), Reason> {
+    let Found {
+        server,
+        ts,
+        type_str,
+        first_err,
+    } = found;
     // Required fields, in a fixed order so a reason is stable.
     let Some(type_str) = type_str else {
         return Err(first_err.unwrap_or(Reason::MissingField(FieldName::Type)));
@@ -780,7 +790,7 @@ impl<'a> Parser<'a> {
     #[inline]
     fn ws(&mut self) {
         while let Some(&c) = self.s.get(self.i) {
-            if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' {
+            if is_json_ws(c) {
                 self.i += 1;
             } else {
                 break;
@@ -794,9 +804,7 @@ impl<'a> Parser<'a> {
         &mut self,
         field: FieldName,
         ev: &mut Event<'a>,
-        server: &mut Option<Cow<'a, str>>,
-        ts: &mut Option<i64>,
-        type_str: &mut Option<Cow<'a, str>>,
+        found: &mut Found<'a>,
     ) -> Result<Result<(), Reason>, Reason> {
         let v = self
             .scalar()
@@ -811,7 +819,7 @@ impl<'a> Parser<'a> {
         Ok(match field {
             Type => match v {
                 Scalar::Str(s) => {
-                    *type_str = Some(s);
+                    found.type_str = Some(s);
                     Ok(())
                 }
                 _ => bad_type,
@@ -819,14 +827,14 @@ impl<'a> Parser<'a> {
             Ts => match v {
                 Scalar::Str(s) => match parse_rfc3339_ms(&s) {
                     Some(t) if (0..=MAX_TS_MS).contains(&t) => {
-                        *ts = Some(t);
+                        found.ts = Some(t);
                         Ok(())
                     }
                     _ => bad_value,
                 },
                 Scalar::Num { text, integer } => match parse_integer(text, integer) {
                     Some(t) if (0..=MAX_TS_MS).contains(&t) => {
-                        *ts = Some(t);
+                        found.ts = Some(t);
                         Ok(())
                     }
                     Some(_) => bad_value,
@@ -838,7 +846,7 @@ impl<'a> Parser<'a> {
                 Scalar::Str(s) if s.is_empty() => bad_value,
                 Scalar::Str(s) => {
                     match field {
-                        Server => *server = Some(s),
+                        Server => found.server = Some(s),
                         Session => ev.session = Some(s),
                         _ => ev.id = Some(s),
                     }
