@@ -242,7 +242,7 @@ fn gatewatch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
                 for &r in rejects {
                     e.count_rejected(r, 1);
                 }
-                let late = e.apply_view(batch.clone()).late_rows;
+                let late = e.apply_view(batch.clone()).rejected_rows;
                 let rows = (batch.num_rows() + rejects.len()) as u64;
                 let mut c = clock.lock().unwrap();
                 // The first batch was polled before the clock started: do not count it.

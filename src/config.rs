@@ -14,6 +14,10 @@ pub const DEFAULT_LATENESS_MS: i64 = 5 * 60_000;
 pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 12 * 3_600_000;
 /// Default in-memory retention: 24 hours.
 pub const DEFAULT_RETENTION_MS: i64 = 24 * 3_600_000;
+/// Default `input.max_clock_skew`: how far ahead of the wall clock an event may be (live).
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 15 * 60_000;
+/// Default `input.max_lead`: how far ahead of the rest of the stream one server may be.
+pub const DEFAULT_MAX_LEAD_MS: i64 = 3_600_000;
 
 /// A configuration problem, phrased for the person who wrote the file.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,8 @@ struct RawConfig {
     #[serde(default)]
     engine: RawEngine,
     #[serde(default)]
+    input: RawInput,
+    #[serde(default)]
     servers: BTreeMap<String, RawServer>,
     #[serde(default)]
     kafka: RawKafka,
@@ -61,6 +67,13 @@ struct RawConfig {
     checkpoint: RawCheckpoint,
     #[serde(default)]
     archive: RawArchive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    max_clock_skew: Option<String>,
+    max_lead: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +202,12 @@ pub struct EngineConfig {
     /// Whether the cumulative latency histograms behind `/metrics` are kept. Always on in the
     /// service; `replay`, which serves no metrics, turns it off.
     pub keep_prometheus: bool,
+    /// `input.max_clock_skew`: an event further ahead of the wall clock is `future` (live
+    /// service only).
+    pub max_clock_skew_ms: i64,
+    /// `input.max_lead`: an event further ahead of the stream's newest event is `future`
+    /// unless another server confirms its time (see `state::clock`).
+    pub max_lead_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -202,6 +221,8 @@ impl Default for EngineConfig {
             capacity_overrides: BTreeMap::new(),
             keep_events: true,
             keep_prometheus: true,
+            max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
+            max_lead_ms: DEFAULT_MAX_LEAD_MS,
         }
     }
 }
@@ -298,15 +319,21 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
-    /// Takes the token from [`TOKEN_ENV`] when it is set and not empty.
+    /// Takes the token from [`TOKEN_ENV`] when it is set. Set but empty or blank is an error,
+    /// as `token = ""` in the file is: a secret that came out empty (a missing secret file, a
+    /// typo in a variable) must not silently turn authentication off.
     pub fn token_from_env(&mut self) -> Result<(), String> {
-        if let Ok(t) = std::env::var(TOKEN_ENV) {
-            if !t.trim().is_empty() {
-                if t.trim().len() < MIN_TOKEN_CHARS {
-                    return Err(format!("{TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters; generate one with `openssl rand -hex 32`"));
-                }
-                self.token = Some(t.trim().to_string());
+        if let Some(t) = std::env::var_os(TOKEN_ENV) {
+            let Some(t) = t.to_str() else {
+                return Err(format!("{TOKEN_ENV} is not valid UTF-8; set it to a token of at least {MIN_TOKEN_CHARS} characters (`openssl rand -hex 32`)"));
+            };
+            if t.trim().is_empty() {
+                return Err(format!("{TOKEN_ENV} is set but empty; set it to a token of at least {MIN_TOKEN_CHARS} characters (`openssl rand -hex 32`), or unset it to run without authentication"));
             }
+            if t.trim().len() < MIN_TOKEN_CHARS {
+                return Err(format!("{TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters; generate one with `openssl rand -hex 32`"));
+            }
+            self.token = Some(t.trim().to_string());
         }
         Ok(())
     }
@@ -581,6 +608,22 @@ impl Config {
             DEFAULT_SESSION_TIMEOUT_MS,
         )?;
         engine.retention_ms = dur("retention", &raw.engine.retention, DEFAULT_RETENTION_MS)?;
+        let input_dur = |key: &str, v: &Option<String>, default: i64| {
+            match v {
+            None => Ok(default),
+            Some(s) => parse_duration_ms(s).filter(|ms| *ms > 0).ok_or_else(|| {
+                invalid(format!(
+                    "input.{key} = {s:?} is not a duration longer than 0s; write it like \"15m\" or \"1h\""
+                ))
+            }),
+        }
+        };
+        engine.max_clock_skew_ms = input_dur(
+            "max_clock_skew",
+            &raw.input.max_clock_skew,
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+        )?;
+        engine.max_lead_ms = input_dur("max_lead", &raw.input.max_lead, DEFAULT_MAX_LEAD_MS)?;
         if let Some(v) = &raw.engine.events_memory {
             engine.events_memory_bytes = parse_size(v).filter(|n| *n >= 1 << 20).ok_or_else(|| {
                 invalid("engine.events_memory must be a size of at least 1MiB, like \"512MiB\" or \"4GiB\"".into())
@@ -710,6 +753,7 @@ fn parse_kafka(raw: RawKafka) -> Result<KafkaConfig, String> {
         if b.trim().is_empty() {
             return Err("kafka.brokers is empty; give host:port[,host:port], or remove it to run the embedded cluster".into());
         }
+        validate_brokers(&b).map_err(|m| format!("kafka.brokers: {m}"))?;
         k.brokers = Some(b);
     }
     if let Some(t) = raw.topics {
@@ -745,9 +789,77 @@ fn parse_kafka(raw: RawKafka) -> Result<KafkaConfig, String> {
                 "kafka.properties.{key} is set by gatewatch itself; use kafka.brokers / kafka.group instead (offsets are stored only after events are applied)"
             ));
         }
+        // librdkafka knows its properties and their values: ask it now, so that a typo is
+        // found by check-config and at start, not logged by a client later.
+        let mut probe = rdkafka::ClientConfig::new();
+        probe.set(key.as_str(), value.as_str());
+        if let Err(e) = probe.create_native_config() {
+            let why = match e {
+                rdkafka::error::KafkaError::ClientConfig(_, msg, _, _) => msg,
+                e => e.to_string(),
+            };
+            return Err(format!(
+                "kafka.properties.{key} = {value:?} is refused by librdkafka ({why}); check the name and value against librdkafka's CONFIGURATION.md"
+            ));
+        }
         k.properties.insert(key, value);
     }
     Ok(k)
+}
+
+/// Checks a broker list (`host:port[,host:port]`, as librdkafka's `bootstrap.servers` takes
+/// it): a list that cannot name a broker would otherwise be retried forever as "unreachable".
+pub fn validate_brokers(list: &str) -> Result<(), String> {
+    for entry in list.split(',') {
+        let entry = entry.trim();
+        let bad = |why: &str| {
+            Err(format!(
+                "{entry:?} is not a broker address ({why}); write host:port, e.g. kafka-1:9092 or [::1]:9092, separated by commas"
+            ))
+        };
+        if entry.is_empty() {
+            return bad("an empty entry");
+        }
+        let address = entry.split_once("://").map_or(entry, |(_, a)| a);
+        let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+            let Some((ip, after)) = rest.split_once(']') else {
+                return bad("an unclosed [");
+            };
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return bad("not an IPv6 address inside [ ]");
+            }
+            match after {
+                "" => (ip, None),
+                p => match p.strip_prefix(':') {
+                    Some(p) => (ip, Some(p)),
+                    None => return bad("text after ]"),
+                },
+            }
+        } else if address.matches(':').count() > 1 {
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return bad("too many colons; put an IPv6 address in [ ]");
+            }
+            (address, None)
+        } else {
+            match address.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (address, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+        if !host_ok {
+            return bad("a host name has only letters, digits, '.', '-' and '_'");
+        }
+        if let Some(p) = port {
+            if !p.parse::<u16>().is_ok_and(|p| p > 0) {
+                return bad("the port must be a number from 1 to 65535");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn duration(key: &str, v: &Option<String>, default: i64) -> Result<i64, String> {

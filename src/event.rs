@@ -364,6 +364,9 @@ pub enum Reason {
     LineTooLong,
     /// Older than the newest event of its server by more than `allowed_lateness`.
     Late,
+    /// Too far ahead of the wall clock (`input.max_clock_skew`, live service) or of the rest
+    /// of the stream (`input.max_lead`): a gateway's clock that cannot be believed.
+    Future,
 }
 
 impl fmt::Display for Reason {
@@ -378,6 +381,7 @@ impl fmt::Display for Reason {
             Reason::UnknownType => f.write_str("unknown_type"),
             Reason::LineTooLong => f.write_str("line_too_long"),
             Reason::Late => f.write_str("late"),
+            Reason::Future => f.write_str("future"),
         }
     }
 }
@@ -392,6 +396,7 @@ impl Reason {
             "unknown_type" => Reason::UnknownType,
             "line_too_long" => Reason::LineTooLong,
             "late" => Reason::Late,
+            "future" => Reason::Future,
             _ => {
                 let (kind, field) = code.split_once(':')?;
                 let field = FieldName::from_key(field)?;
@@ -870,7 +875,7 @@ impl<'a> Parser<'a> {
             },
             SetupMs | RttMs | JitterMs | LossPct => match v {
                 Scalar::Num { text, .. } => match parse_f64(text) {
-                    Ok(x) if x >= 0.0 && x.is_finite() => {
+                    Ok(x) if x >= 0.0 && x <= max_of(field) => {
                         let slot = match field {
                             SetupMs => &mut ev.setup_ms,
                             RttMs => &mut ev.rtt_ms,
@@ -886,7 +891,7 @@ impl<'a> Parser<'a> {
             },
             BytesIn | BytesOut | Capacity => match v {
                 Scalar::Num { text, integer } => match parse_integer(text, integer) {
-                    Some(n) if n > 0 || (n == 0 && field != Capacity) => {
+                    Some(n) if (field != Capacity && n >= 0) || (n > 0 && n <= MAX_CAPACITY) => {
                         match field {
                             BytesIn => ev.bytes_in = Some(n),
                             BytesOut => ev.bytes_out = Some(n),
@@ -1293,6 +1298,20 @@ fn parse_f64(text: &str) -> Result<f64, std::num::ParseFloatError> {
 }
 
 /// An integer field: integer syntax, or a float with no fractional part (`1e3`).
+/// The largest `capacity` a `server` event may announce (the engine keeps capacities as `u32`).
+pub const MAX_CAPACITY: i64 = u32::MAX as i64;
+/// The largest `setup_ms`, `rtt_ms` or `jitter_ms` accepted: one hour. A larger "latency" is a
+/// broken probe, not a slow tunnel, and would stretch the histograms for nothing.
+pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
+
+/// The largest value of a float field: `loss_pct` is a percentage, the others latencies.
+fn max_of(field: FieldName) -> f64 {
+    match field {
+        FieldName::LossPct => 100.0,
+        _ => MAX_LATENCY_MS,
+    }
+}
+
 fn parse_integer(text: &str, integer: bool) -> Option<i64> {
     if integer {
         return text.parse::<i64>().ok();

@@ -25,8 +25,22 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gatewatch: {e:#}");
+            eprintln!("gatewatch: {}", one_sentence(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause once: a message that already says its cause (as
+/// `cannot open input file F: <OS error>; ...` does) does not get it appended again.
+fn one_sentence(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -161,6 +161,8 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         }
         (None, Some(brokers)) => {
             let topic = args.topic.as_deref().expect("clap requires --topic");
+            crate::config::validate_brokers(brokers)
+                .map_err(|m| anyhow::anyhow!("--brokers: {m}"))?;
             let mut sink = KafkaSink::new(brokers, topic, &Default::default())?;
             let n = play(&plan, &mut sink, &stop)?;
             sink.finish()?;

@@ -188,11 +188,18 @@ impl Evaluator {
             });
             for r in rules {
                 if let RuleSource::Sql(q) = &r.source {
-                    rt.block_on(sql::check(empty.clone(), q))
-                        .map_err(|e| RuleError {
+                    let schema =
+                        rt.block_on(sql::output_schema(empty.clone(), q))
+                            .map_err(|e| RuleError {
+                                rule: r.name.clone(),
+                                message: format!("{e}; fix the rule's sql"),
+                            })?;
+                    check_rule_columns(&schema, r.threshold.is_some()).map_err(|message| {
+                        RuleError {
                             rule: r.name.clone(),
-                            message: format!("{e}; fix the rule's sql"),
-                        })?;
+                            message,
+                        }
+                    })?;
                 }
             }
         }
@@ -681,6 +688,56 @@ fn p99(minutes: &[crate::state::latency::MinuteSummary], from: i64, to: i64) -> 
     (n > 0).then(|| us_to_ms(merged.histogram().value_at_quantile(0.99)))
 }
 
+/// Checks what an SQL rule returns, when it is loaded: a `value` column that is a number
+/// (required with a threshold: without one the rule could never fire), and key columns that
+/// can be shown as text (they name the alert instance).
+fn check_rule_columns(
+    schema: &arrow::datatypes::Schema,
+    has_threshold: bool,
+) -> Result<(), String> {
+    let mut has_value = false;
+    for f in schema.fields() {
+        if f.name() == "value" {
+            has_value = true;
+            if !f.data_type().is_numeric() && f.data_type() != &DataType::Null {
+                return Err(format!(
+                    "its value column is {}, not a number; return a number AS value (e.g. count(*) AS value)",
+                    f.data_type()
+                ));
+            }
+        } else if !shown_as_text(f.data_type()) {
+            return Err(format!(
+                "its column {} is {}, which cannot name an alert; return text, numbers or times as key columns (cast it, or leave it out)",
+                f.name(),
+                f.data_type()
+            ));
+        }
+    }
+    if has_threshold && !has_value {
+        return Err("it has a threshold (above/below) but its query returns no value column; add e.g. count(*) AS value, or remove the threshold to fire on every row returned".into());
+    }
+    Ok(())
+}
+
+/// Types a key column may have: those with one plain text form.
+fn shown_as_text(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, v) => shown_as_text(v),
+        t => {
+            t.is_numeric()
+                || t.is_temporal()
+                || matches!(
+                    t,
+                    DataType::Null
+                        | DataType::Boolean
+                        | DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                )
+        }
+    }
+}
+
 /// Runs an SQL rule on the tables as of `tick`.
 fn sql_values(
     rt: &tokio::runtime::Runtime,
@@ -709,13 +766,11 @@ fn sql_values(
             .enumerate()
             .filter(|(i, _)| Some(*i) != value_idx)
             .map(|(i, f)| {
-                (
-                    f.name().clone(),
-                    arrow::compute::cast(b.column(i), &DataType::Utf8)
-                        .expect("every column casts to text"),
-                )
+                arrow::compute::cast(b.column(i), &DataType::Utf8)
+                    .map(|c| (f.name().clone(), c))
+                    .map_err(|e| format!("its column {} cannot be shown as text: {e}", f.name()))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         for row in 0..b.num_rows() {
             let mut key = String::new();
             let mut server = None;

@@ -14,7 +14,6 @@ use crate::alerts::{self, Evaluator};
 use crate::cli::{CheckConfigArgs, QueryArgs, ReplayArgs};
 use crate::config::Config;
 use crate::config::{Direction, RuleSource};
-use crate::event::Reason;
 use crate::http::ARROW_STREAM;
 use crate::http_client as client;
 use crate::ingest::dead_letter::DeadLetterWriter;
@@ -96,15 +95,10 @@ pub fn replay_files(
             }
             let applied = engine.apply_view(d.view.clone());
             if let Some(w) = dlq.as_mut() {
-                for &row in &applied.late_rows {
+                for &(row, reason) in &applied.rejected_rows {
                     let rec = d.row_record[row as usize];
-                    w.write(
-                        Reason::Late,
-                        d.record(rec),
-                        &fc.file,
-                        fc.first_line + rec as u64,
-                    )
-                    .map_err(ReplayError::DeadLetter)?;
+                    w.write(reason, d.record(rec), &fc.file, fc.first_line + rec as u64)
+                        .map_err(ReplayError::DeadLetter)?;
                 }
             }
             applying += t.elapsed();
@@ -161,6 +155,7 @@ pub fn run_sql(snapshot: Arc<Snapshot>, sql_text: &str) -> anyhow::Result<QueryR
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .thread_stack_size(sql::nesting::STACK_BYTES)
         .enable_all()
         .build()
         .context("cannot start the query runtime")
@@ -205,6 +200,9 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let sql_text = sql_from(args.sql.as_deref(), args.sql_file.as_deref())?;
     if sql_text.trim().is_empty() {
         anyhow::bail!("the SQL query is empty; pass a SELECT with --sql or a file with --sql-file");
+    }
+    if let Some(dl) = &args.dead_letter {
+        refuse_output_over_input(dl, &args.files)?;
     }
     // The thread that applies decoded chunks in order keeps one core busy; decoding gets the
     // others. On two cores, two decoders fighting it for the CPU were 5-10 % slower than one.
@@ -251,9 +249,37 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a dead-letter path that is one of the inputs (the same file, by device and inode,
+/// whatever its name): creating it would truncate the input before it is read.
+fn refuse_output_over_input(out: &Path, inputs: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(out) else {
+        return Ok(()); // a new file cannot be an input
+    };
+    let same = |m: &std::fs::Metadata| m.dev() == o.dev() && m.ino() == o.ino();
+    for input in inputs {
+        // stdin may be the same file redirected: `replay - --dead-letter f < f`.
+        let path = Path::new(if input == "-" { "/dev/stdin" } else { input });
+        let m = std::fs::metadata(path).ok();
+        if m.as_ref().is_some_and(same) {
+            anyhow::bail!(
+                "--dead-letter {} is the input {}; writing dead letters there would erase it, so name another file",
+                out.display(),
+                input
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `gatewatch check-config FILE`: validates, then says what the file configures.
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&args.file)?;
+    if !cfg.alerts.rules.is_empty() {
+        // Plans SQL rules and checks what they return now, so a typo is found here and not at
+        // the first tick; and before "valid" is printed, so the answer is one thing.
+        Evaluator::new(&cfg.alerts.rules, &cfg.engine)?;
+    }
     let k = &cfg.kafka;
     println!("{}: valid", args.file.display());
     match &k.brokers {
@@ -318,8 +344,6 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     }
     let a = &cfg.alerts;
     if !a.rules.is_empty() {
-        // Plans SQL rules now, so a typo is found here and not at the first tick.
-        Evaluator::new(&a.rules, e)?;
         println!(
             "  alerts: topic {}, idle_timeout {}, {} webhook(s)",
             a.topic,

@@ -81,6 +81,7 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
         if b.trim().is_empty() {
             anyhow::bail!("--brokers is empty; give host:port[,host:port], or leave it out to run the embedded cluster");
         }
+        config::validate_brokers(b).map_err(|m| anyhow::anyhow!("--brokers: {m}"))?;
         cfg.kafka.brokers = Some(b.clone());
     }
     if !args.topic.is_empty() {
@@ -119,6 +120,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_start: impl FnOnce(&Started),
 ) -> anyhow::Result<()> {
+    exit_when_a_worker_panics();
     // With checkpoints: the newest valid one, and where to resume reading.
     let (engine, resume, restored_alerts) = match &cfg.checkpoint.dir {
         None => (Engine::new(cfg.engine.clone()), None, Vec::new()),
@@ -318,6 +320,7 @@ pub async fn serve(
         .map(|_| Arc::new(CheckpointStats::default()));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let consumer = {
+        let panic_in_apply = fault_injected("panic-in-apply");
         let live = live_alerts.clone();
         let kcfg = cfg.kafka.clone();
         let brokers = brokers.clone();
@@ -357,12 +360,16 @@ pub async fn serve(
                         if let Some(c) = checkpointer.as_mut().filter(|c| c.due()) {
                             c.take(|| capture(&engine, &live));
                         }
+                        if panic_in_apply {
+                            panic!("GATEWATCH_FAULT=panic-in-apply");
+                        }
                         let late = {
                             let mut e = engine.lock().expect("engine lock");
                             for &r in rejects {
                                 e.count_rejected(r, 1);
                             }
-                            let late = e.apply_view(batch.clone()).late_rows;
+                            e.set_wall_clock(wall_clock_ms());
+                            let late = e.apply_view(batch.clone()).rejected_rows;
                             e.record_positions(positions.iter().copied());
                             late
                         };
@@ -406,6 +413,7 @@ pub async fn serve(
         .context("cannot start the query threads")?,
         archive: archive_stats,
         token: cfg.http.token.clone(),
+        bind: http,
         max_body_bytes: cfg.http.max_body_bytes,
         checkpoints: checkpoint_stats,
     });
@@ -586,4 +594,69 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static
             tracing::info!("Shutting down.");
         })
     }
+}
+
+/// The wall clock, epoch ms (events further ahead of it than `input.max_clock_skew` are
+/// `future`).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Threads whose panic leaves the service unable to do its job (ingest, apply, alerts,
+/// checkpoints, the archive, the embedded cluster): a panic there ends the process.
+const CRITICAL_THREADS: [&str; 6] = [
+    "kafka-ingest",
+    "kafka-apply",
+    "alert-clock",
+    "archiver",
+    "checkpoint-writer",
+    "embedded-kafka",
+];
+
+/// Exit code of a service that stopped on a bug in one of its threads (EX_SOFTWARE).
+pub const EXIT_WORKER_PANICKED: i32 = 70;
+
+/// Installs (once) a panic hook that turns a panic on a critical thread into one log line and
+/// an exit with [`EXIT_WORKER_PANICKED`]: a service whose ingest died but whose HTTP side
+/// still answers `/healthz` 200 is a zombie no supervisor restarts. Exiting at once (no
+/// unwinding, no final checkpoint of state a bug may have half-changed) leaves the newest
+/// checkpoint and the committed offsets as they were, so a restart resumes from them.
+/// Panics elsewhere (a query thread: DataFusion's, contained by its task) keep the default.
+fn exit_when_a_worker_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("");
+            if !CRITICAL_THREADS.contains(&name) {
+                return previous(info);
+            }
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let line = format!(
+                "The {name} thread panicked{at} ({what}); gatewatch exits with status {EXIT_WORKER_PANICKED} so that a supervisor restarts it from its last checkpoint and committed offsets."
+            );
+            tracing::error!("{line}");
+            eprintln!("gatewatch: {line}");
+            std::process::exit(EXIT_WORKER_PANICKED);
+        }));
+    });
+}
+
+/// Test hook: `GATEWATCH_FAULT=panic-in-apply` makes the apply step panic on its first batch,
+/// so the integration tests can show the service exits instead of lingering as a zombie.
+/// Read once at start; nothing else reads it.
+fn fault_injected(name: &str) -> bool {
+    std::env::var("GATEWATCH_FAULT").is_ok_and(|v| v == name)
 }

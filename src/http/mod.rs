@@ -54,6 +54,9 @@ pub struct ServiceState {
     pub queries: sql::QueryRunner,
     /// The bearer token every route but `/healthz` requires (None: open).
     pub token: Option<String>,
+    /// The address the service listens on: without a token, the only host name besides the
+    /// loopback ones that requests may be addressed to.
+    pub bind: std::net::SocketAddr,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// Checkpoint counts (None without checkpoints).
@@ -101,13 +104,17 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/api/stream", get(stream_handler))
         .route("/api/queries", get(queries_handler))
         .route("/assets/{file}", get(asset))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_origin_only,
         ))
         .with_state(state)
 }
@@ -134,8 +141,9 @@ async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = v.trim_start().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
         })
         .map(str::trim);
     let cookie = headers
@@ -185,6 +193,87 @@ async fn require_token(
             (header::WWW_AUTHENTICATE, "Bearer realm=\"gatewatch\""),
             (header::CONTENT_TYPE, "application/json"),
         ],
+        body,
+    )
+        .into_response()
+}
+
+/// Without a token, refuses what a hostile web page in an operator's browser could send:
+/// requests addressed to a host name that is not this service's (DNS rebinding: `Host:
+/// evil.example` resolving to 127.0.0.1), and cross-origin requests that read state or run
+/// queries (`Origin` of another site, or `Sec-Fetch-Site: cross-site`). Opening the dashboard
+/// from a link (a navigation to `/` or its assets) and `/healthz` stay allowed. With a token,
+/// the token is the guard (its cookie is `SameSite=Strict`, so no other site's request carries
+/// it).
+async fn same_origin_only(
+    State(state): State<Arc<ServiceState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.token.is_some() || req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(host) = host {
+        if !allowed_host(host, state.bind) {
+            return forbidden(format!(
+                "this gatewatch answers only requests addressed to it by a loopback name or its own address, not {host:?} (a guard against DNS rebinding); use http://127.0.0.1:{}/, or set http.token to serve other names",
+                state.bind.port()
+            ));
+        }
+    }
+    let navigation = req.method() == axum::http::Method::GET
+        && (req.uri().path() == "/" || req.uri().path().starts_with("/assets/"));
+    if !navigation {
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+        let foreign_origin = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|origin| {
+                let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+                host.is_none_or(|h| !origin_host.eq_ignore_ascii_case(h))
+            });
+        if cross_site || foreign_origin {
+            return forbidden(
+                "cross-origin requests are refused (another site's page may not read gatewatch or run its queries); open the dashboard from this service, or set http.token".into(),
+            );
+        }
+    }
+    next.run(req).await
+}
+
+/// Whether a `Host` header names this service: a loopback name or address, the bound address,
+/// or (bound to every interface) any address literal, which no DNS rebinding can produce.
+fn allowed_host(host: &str, bind: std::net::SocketAddr) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(h, _)| h),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.');
+    if name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == bind.ip() || bind.ip().is_unspecified(),
+        Err(_) => false,
+    }
+}
+
+fn forbidden(msg: String) -> Response {
+    let body = serde_json::json!({ "error": msg }).to_string() + "\n";
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response()
@@ -241,13 +330,29 @@ fn wants(headers: &HeaderMap) -> Wants {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if accept.contains(ARROW_STREAM) {
-        Wants::Arrow
-    } else if accept.contains("text/csv") {
-        Wants::Csv
-    } else {
-        Wants::Json
+    // Content negotiation by quality (RFC 9110 §12.5.1): the highest `q` among the types
+    // served wins; ties go to the one listed first; `q=0` refuses a type. Anything else
+    // (no header, `*/*`, unknown types only) gets JSON.
+    let mut best: Option<(f32, Wants)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .filter_map(|q| q.trim().parse::<f32>().ok())
+            .next()
+            .unwrap_or(1.0);
+        let kind = match media.as_str() {
+            ARROW_STREAM => Wants::Arrow,
+            "text/csv" => Wants::Csv,
+            "application/json" | "application/*" | "*/*" => Wants::Json,
+            _ => continue,
+        };
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, kind));
+        }
     }
+    best.map_or(Wants::Json, |(_, w)| w)
 }
 
 fn encode(result: &QueryResult, wants: Wants) -> Result<Response, ApiError> {
@@ -885,11 +990,34 @@ fn server_metrics(
     }
 }
 
-/// Escapes a Prometheus label value.
+/// 200 while the process can do its job; 503 once the engine's lock is poisoned (a thread
+/// panicked while changing the state: what it holds can no longer be trusted).
+async fn healthz(State(st): State<Arc<ServiceState>>) -> Response {
+    if st.engine.is_poisoned() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: a thread panicked while changing the engine's state; restart gatewatch (it resumes from its last checkpoint)\n",
+        )
+            .into_response();
+    }
+    "ok\n".into_response()
+}
+
+/// Escapes a Prometheus label value: `\`, `"` and newlines as the text format says; other
+/// control characters (which no server id has, but an SQL rule's key may) as the text
+/// `\uXXXX` (an escaped backslash, then `uXXXX`).
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&format!("\\\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn alert_metrics(out: &mut String, engine: &Mutex<Engine>, live: &Mutex<LiveAlerts>) {

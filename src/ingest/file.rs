@@ -41,6 +41,10 @@ pub enum ReadError {
         /// Why.
         source: io::Error,
     },
+    /// `-` was given but standard input is closed (the runtime then gives it /dev/null) or is
+    /// /dev/null: replaying it would answer as if the input had been empty.
+    #[error("standard input is closed (or /dev/null), so there is nothing to replay; pipe events into it, or name a file")]
+    StdinClosed,
     /// The file got shorter while it was read (truncated or rewritten in place).
     #[error("input file {path} shrank while it was being read (something truncated or rewrote it); replay a copy that nothing else writes to")]
     Shrank {
@@ -101,6 +105,21 @@ struct Opened {
     input: Input,
 }
 
+/// Whether fd 0 is /dev/null: what Rust's runtime opens there when a process starts with
+/// standard input closed (`replay - <&-`).
+fn stdin_is_dev_null() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata("/dev/stdin"),
+        std::fs::metadata("/dev/null"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino() && a.rdev() == b.rdev(),
+        // No fd 0 at all: closed.
+        (Err(_), Ok(_)) => true,
+        _ => false,
+    }
+}
+
 /// Reads every file in order and calls `apply` with each decoded chunk (its batch filling
 /// `columns`), in input order. `apply` returning an error stops the reading and returns that
 /// error.
@@ -114,6 +133,9 @@ pub fn read_ndjson<E: From<ReadError>>(
     let mut opened = Vec::with_capacity(paths.len());
     for p in paths {
         let input = if p == "-" {
+            if stdin_is_dev_null() {
+                return Err(ReadError::StdinClosed.into());
+            }
             Input::Stdin
         } else {
             let f = File::open(p).map_err(|source| ReadError::Open {

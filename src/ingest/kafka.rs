@@ -784,7 +784,7 @@ pub fn consume<F>(
     apply: F,
 ) -> Result<(), KafkaIngestError>
 where
-    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<u32> + Send,
+    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<(u32, Reason)> + Send,
 {
     let in_flight = Arc::new(InFlight::default());
     let consumer: BaseConsumer<IngestContext> = consumer_config(cfg, brokers)
@@ -992,7 +992,7 @@ fn process<F>(
     raw: &RawBatch,
     apply: &mut F,
 ) where
-    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<u32>,
+    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<(u32, Reason)>,
 {
     let (batch, row_message, mut dead) = decode_batch(raw);
     let reasons: Vec<Reason> = dead.iter().map(|d| d.1).collect();
@@ -1024,7 +1024,7 @@ fn process<F>(
     let late = apply(&batch, &reasons, &positions);
     dead.extend(
         late.iter()
-            .map(|&row| (row_message[row as usize], Reason::Late)),
+            .map(|&(row, reason)| (row_message[row as usize], reason)),
     );
     if !dead.is_empty() {
         let mut by_reason = status.dead_lettered_by_reason.lock().expect("not poisoned");

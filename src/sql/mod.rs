@@ -6,6 +6,7 @@
 
 pub mod archive;
 mod bounds;
+pub mod nesting;
 pub mod tables;
 pub mod udf;
 
@@ -37,6 +38,9 @@ pub enum SqlError {
     /// A join, sort or aggregation needed more memory than allowed.
     #[error("the query needs more memory than http.query_memory allows ({0} MiB); narrow it with WHERE, aggregate before joining, or add LIMIT")]
     OutOfMemory(usize),
+    /// The text nests deeper than gatewatch plans (see [`nesting`]).
+    #[error("the query nests about {0} levels deep (chained operators, parentheses, subqueries, joins), more than the {max} gatewatch plans; use IN (...) instead of long OR chains, or split the query", max = nesting::MAX_DEPTH)]
+    TooDeep(usize),
 }
 
 impl From<DataFusionError> for SqlError {
@@ -169,6 +173,11 @@ async fn plan(
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame, SqlError> {
     use datafusion::sql::parser::{DFParser, Statement};
+    // Before anything builds a tree of it: a tree too deep overflows the stack of whatever
+    // walks it, and that aborts the process.
+    if let Some(depth) = nesting::estimated_depth(sql).filter(|d| *d > nesting::MAX_DEPTH) {
+        return Err(SqlError::TooDeep(depth));
+    }
     if let Ok(statements) = DFParser::parse_sql(sql) {
         for st in &statements {
             let refused = match st {
@@ -220,6 +229,12 @@ pub async fn check(
     Ok(tables)
 }
 
+/// Plans a statement without running it and returns the columns it would answer with.
+pub async fn output_schema(snapshot: Arc<Snapshot>, sql: &str) -> Result<SchemaRef, SqlError> {
+    let df = plan(&context(snapshot), sql).await?;
+    Ok(Arc::new(df.schema().as_arrow().clone()))
+}
+
 /// Plans and runs one read-only statement.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<QueryResult, SqlError> {
     let df = plan(ctx, sql).await?;
@@ -261,6 +276,7 @@ impl QueryRunner {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("gatewatch-sql")
+            .thread_stack_size(nesting::STACK_BYTES)
             .enable_time()
             .on_thread_start(lower_priority)
             .build()?;

@@ -368,6 +368,7 @@ impl Engine {
             e.positions.insert((topic, partition), next);
         }
         e.sealed_before = d.opt_i64()?;
+        e.rebuild_clock();
         if !d.is_empty() {
             return Err(bad(
                 "the checkpoint's engine section has bytes after its end",

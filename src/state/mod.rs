@@ -20,6 +20,7 @@
 
 pub mod alert_log;
 pub mod checkpoint;
+mod clock;
 pub mod events;
 pub mod latency;
 pub mod timeline;
@@ -35,6 +36,7 @@ use rustc_hash::FxHashMap;
 use crate::config::EngineConfig;
 use crate::event::{col, EventType, Reason, ServerState, ShortKey};
 use alert_log::{AlertLog, AlertRecord};
+use clock::{StreamClock, Verdict};
 use events::EventStore;
 use latency::{Metric, MinuteSeries, MinuteSummary, PromHistogram};
 
@@ -842,8 +844,8 @@ impl Snapshot {
 /// What [`Engine::apply`] did with a batch.
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// Rows of the batch that were rejected as late (for the dead-letter sink).
-    pub late_rows: Vec<u32>,
+    /// Rows of the batch that were rejected (`late`, `future`), for the dead-letter sink.
+    pub rejected_rows: Vec<(u32, Reason)>,
 }
 
 /// The engine: apply decoded batches, read snapshots.
@@ -865,6 +867,11 @@ pub struct Engine {
     /// Event time before which nothing more is accepted (`late`): what has been archived is
     /// final, so the archive and the tables in memory always agree.
     sealed_before: Option<i64>,
+    /// Judges events too far ahead of the stream (or of the wall clock) as `future`.
+    clock: StreamClock,
+    /// The wall clock, epoch ms, in the live service (never in `replay`: its answers must not
+    /// depend on when it runs).
+    wall_clock_ms: Option<i64>,
 }
 
 impl Engine {
@@ -882,6 +889,8 @@ impl Engine {
             alerts: AlertLog::default(),
             positions: BTreeMap::new(),
             sealed_before: None,
+            clock: StreamClock::default(),
+            wall_clock_ms: None,
             cfg,
         };
         let configured: Vec<_> = e
@@ -913,6 +922,22 @@ impl Engine {
         *self.counters.rejected.entry(reason).or_default() += n;
     }
 
+    /// Sets the wall clock that events may not be more than `input.max_clock_skew` ahead of
+    /// (the live service, before each batch).
+    pub fn set_wall_clock(&mut self, now_ms: i64) {
+        self.wall_clock_ms = Some(now_ms);
+    }
+
+    /// Rebuilds the stream clock from the servers' newest events (after a restore).
+    pub(crate) fn rebuild_clock(&mut self) {
+        self.clock = StreamClock::from_newest(
+            self.servers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.max_ts.map(|t| (i, t))),
+        );
+    }
+
     fn server_slot(&mut self, name: &str) -> usize {
         if let Some(&i) = self.server_index.get(name) {
             return i;
@@ -939,6 +964,8 @@ impl Engine {
         }
         let lateness = self.cfg.allowed_lateness_ms;
         let prometheus = self.cfg.keep_prometheus;
+        let max_lead = self.cfg.max_lead_ms;
+        let wall = self.wall_clock_ms.map(|w| (w, self.cfg.max_clock_skew_ms));
         let mut keep = arrow::array::BooleanBufferBuilder::new(n);
         let mut dropped = 0usize;
         let mut touched: Vec<usize> = Vec::new();
@@ -970,8 +997,15 @@ impl Engine {
                     self.counters.duplicates += 1;
                 } else {
                     *self.counters.rejected.entry(Reason::Late).or_default() += 1;
-                    applied.late_rows.push(row as u32);
+                    applied.rejected_rows.push((row as u32, Reason::Late));
                 }
+                keep.append(false);
+                dropped += 1;
+                continue;
+            }
+            if self.clock.judge(si, ts, wall, max_lead) == Verdict::Future {
+                *self.counters.rejected.entry(Reason::Future).or_default() += 1;
+                applied.rejected_rows.push((row as u32, Reason::Future));
                 keep.append(false);
                 dropped += 1;
                 continue;
@@ -990,6 +1024,7 @@ impl Engine {
             if srv.max_ts.is_none_or(|m| ts > m) {
                 // The watermark moved: buffered events may now be final.
                 srv.max_ts = Some(ts);
+                self.clock.accepted(si, ts);
                 if !touched.contains(&si) {
                     touched.push(si);
                 }
@@ -1504,7 +1539,7 @@ mod tests {
                 ev("connect", 1_000_000 - L - 1, "c"),
             ],
         );
-        assert_eq!(applied.late_rows, vec![2]);
+        assert_eq!(applied.rejected_rows, vec![(2, Reason::Late)]);
         assert_eq!(e.counters().rejected[&Reason::Late], 1);
         // Lateness is per server: another server far behind is not late.
         feed(
