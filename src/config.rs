@@ -16,8 +16,10 @@ pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 12 * 3_600_000;
 pub const DEFAULT_RETENTION_MS: i64 = 24 * 3_600_000;
 /// Default `input.max_clock_skew`: how far ahead of the wall clock an event may be (live).
 pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 15 * 60_000;
-/// Default `input.max_lead`: how far ahead of the rest of the stream one server may be.
-pub const DEFAULT_MAX_LEAD_MS: i64 = 3_600_000;
+/// Default `input.max_lead`: how far ahead of the rest of the stream one server may be, 12 h:
+/// longer than a night with no events at all (the fleet's first connect of the morning must not
+/// be refused), shorter than the default retention (a jump it lets through cannot empty it).
+pub const DEFAULT_MAX_LEAD_MS: i64 = 12 * 3_600_000;
 
 /// A configuration problem, phrased for the person who wrote the file.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,11 @@ struct RawHttp {
     max_rows: Option<i64>,
     query_timeout: Option<String>,
     query_memory: Option<toml::Value>,
+    max_result: Option<toml::Value>,
+    max_queries: Option<i64>,
+    max_connections: Option<i64>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +297,16 @@ pub struct HttpConfig {
     pub query_timeout_ms: i64,
     /// Memory one query may hold for joins, sorts and aggregations, bytes.
     pub query_memory_bytes: usize,
+    /// Most bytes one result may hold before it is encoded.
+    pub max_result_bytes: usize,
+    /// Most queries running at once (`[http] max_queries`).
+    pub max_queries: usize,
+    /// Most HTTP connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers, ms.
+    pub header_timeout_ms: i64,
+    /// Longest a client may take to send a request's body, ms.
+    pub body_timeout_ms: i64,
 }
 
 /// The environment variable that sets (and overrides) `[http] token`.
@@ -304,6 +321,16 @@ pub const DEFAULT_MAX_ROWS: usize = 100_000;
 pub const DEFAULT_QUERY_TIMEOUT_MS: i64 = 30_000;
 /// Default query memory limit: 1 GiB.
 pub const DEFAULT_QUERY_MEMORY_BYTES: usize = 1 << 30;
+/// Default result size limit: 256 MiB (100,000 rows of the widest table are about 40 MiB).
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 256 << 20;
+/// Default number of queries running at once: 4 (the dashboard sends one at a time).
+pub const DEFAULT_MAX_QUERIES: usize = 4;
+/// Default connection limit: 256, well under the usual 1,024 descriptors a process may open.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default header read timeout: 10 s (also how long a kept-alive connection may sit idle).
+pub const DEFAULT_HEADER_TIMEOUT_MS: i64 = 10_000;
+/// Default body read timeout: 10 s for at most `http.max_body` of SQL text.
+pub const DEFAULT_BODY_TIMEOUT_MS: i64 = 10_000;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -314,6 +341,11 @@ impl Default for HttpConfig {
             max_rows: DEFAULT_MAX_ROWS,
             query_timeout_ms: DEFAULT_QUERY_TIMEOUT_MS,
             query_memory_bytes: DEFAULT_QUERY_MEMORY_BYTES,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            max_queries: DEFAULT_MAX_QUERIES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
+            body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
         }
     }
 }
@@ -709,6 +741,15 @@ fn parse_http(raw: RawHttp) -> Result<HttpConfig, String> {
         &raw.query_memory,
         DEFAULT_QUERY_MEMORY_BYTES,
     )?;
+    h.max_result_bytes = size("max_result", &raw.max_result, DEFAULT_MAX_RESULT_BYTES)?;
+    if let Some(n) = raw.max_queries {
+        if !(1..=1024).contains(&n) {
+            return Err(format!(
+                "http.max_queries = {n} must be a whole number from 1 to 1024"
+            ));
+        }
+        h.max_queries = n as usize;
+    }
     if let Some(n) = raw.max_rows {
         if n <= 0 {
             return Err(format!(
@@ -716,6 +757,28 @@ fn parse_http(raw: RawHttp) -> Result<HttpConfig, String> {
             ));
         }
         h.max_rows = n as usize;
+    }
+    if let Some(n) = raw.max_connections {
+        if !(1..=65_536).contains(&n) {
+            return Err(format!(
+                "http.max_connections = {n} must be a whole number from 1 to 65536"
+            ));
+        }
+        h.max_connections = n as usize;
+    }
+    for (key, raw, ms) in [
+        (
+            "header_timeout",
+            &raw.header_timeout,
+            &mut h.header_timeout_ms,
+        ),
+        ("body_timeout", &raw.body_timeout, &mut h.body_timeout_ms),
+    ] {
+        if let Some(t) = raw {
+            *ms = parse_duration_ms(t).filter(|ms| *ms > 0).ok_or_else(|| {
+                format!("http.{key} = {t:?} is not a duration above 0; write it like \"10s\"")
+            })?;
+        }
     }
     if let Some(t) = raw.query_timeout {
         h.query_timeout_ms = parse_duration_ms(&t).filter(|ms| *ms > 0).ok_or_else(|| {

@@ -407,6 +407,8 @@ pub async fn serve(
                 max_rows: cfg.http.max_rows,
                 timeout: std::time::Duration::from_millis(cfg.http.query_timeout_ms as u64),
                 memory_bytes: cfg.http.query_memory_bytes,
+                max_result_bytes: cfg.http.max_result_bytes,
+                max_concurrent: cfg.http.max_queries,
             },
             cfg.archive.clone(),
         )
@@ -415,11 +417,16 @@ pub async fn serve(
         token: cfg.http.token.clone(),
         bind: http,
         max_body_bytes: cfg.http.max_body_bytes,
+        body_timeout: std::time::Duration::from_millis(cfg.http.body_timeout_ms as u64),
         checkpoints: checkpoint_stats,
     });
     let consumer_failed = Arc::new(Mutex::new(None));
     let failed = consumer_failed.clone();
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let limits = crate::http::server::ConnectionLimits {
+        max_connections: cfg.http.max_connections,
+        header_timeout: std::time::Duration::from_millis(cfg.http.header_timeout_ms as u64),
+    };
+    let served = crate::http::server::serve(listener, router(state), limits, async move {
         tokio::select! {
             _ = shutdown => {}
             r = done_rx => {

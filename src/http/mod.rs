@@ -14,6 +14,7 @@
 //! [`sql::QueryRunner`] under a row limit, a timeout and a memory pool.
 
 mod process;
+pub mod server;
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -59,6 +60,8 @@ pub struct ServiceState {
     pub bind: std::net::SocketAddr,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: std::time::Duration,
     /// Checkpoint counts (None without checkpoints).
     pub checkpoints: Option<Arc<crate::checkpoint::CheckpointStats>>,
     /// Archive counts (None without an archive).
@@ -290,12 +293,19 @@ fn same_secret(given: &str, expected: &str) -> bool {
 enum ApiError {
     BadRequest(String),
     TooLarge(String),
+    /// Try again in a moment (503 with `Retry-After`).
+    Busy(String),
+    /// The client was too slow (408).
+    Timeout(String),
     Internal(String),
 }
 
 impl From<SqlError> for ApiError {
     fn from(e: SqlError) -> Self {
-        ApiError::BadRequest(e.to_string())
+        match e {
+            SqlError::Busy(_) => ApiError::Busy(e.to_string()),
+            e => ApiError::BadRequest(e.to_string()),
+        }
     }
 }
 
@@ -304,6 +314,19 @@ impl IntoResponse for ApiError {
         let (status, msg) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, m),
+            ApiError::Busy(m) => {
+                let body = serde_json::json!({ "error": m }).to_string() + "\n";
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::RETRY_AFTER, "1"),
+                    ],
+                    body,
+                )
+                    .into_response();
+            }
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "HTTP request failed.");
                 (
@@ -384,6 +407,50 @@ fn encode(result: &QueryResult, wants: Wants) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// Reads a request body of at most `http.max_body` bytes within `http.body_timeout`: a client
+/// that sends slowly, or not at all, gives its connection back.
+async fn read_body(
+    state: &ServiceState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the request body is larger than http.max_body ({} bytes); send only the SQL text",
+            state.max_body_bytes
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+            if bytes.len() + chunk.len() > state.max_body_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(bytes))
+    };
+    tokio::time::timeout(state.body_timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Timeout(format!(
+                "the request body did not arrive within http.body_timeout ({} s); send it at once",
+                state.body_timeout.as_secs_f64()
+            )))
+        })
+}
+
 fn sql_text(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| {
         ApiError::BadRequest("the request body is not UTF-8 text; send the SQL as text".into())
@@ -418,15 +485,9 @@ fn sql_text(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
 async fn sql_handler(
     State(state): State<Arc<ServiceState>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
-            "the request body is larger than http.max_body ({} bytes); send only the SQL text",
-            state.max_body_bytes
-        )),
-        _ => ApiError::BadRequest(format!("cannot read the request body: {e}")),
-    })?;
+    let body = read_body(&state, &headers, body).await?;
     let sql = sql_text(&headers, &body)?;
     let started = Instant::now();
     let snapshot = state.snapshot().await?;

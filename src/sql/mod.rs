@@ -5,6 +5,7 @@
 //! [`Snapshot`]), I/O other than returning record batches.
 
 pub mod archive;
+pub mod bounded;
 mod bounds;
 pub mod nesting;
 pub mod tables;
@@ -41,6 +42,12 @@ pub enum SqlError {
     /// The text nests deeper than gatewatch plans (see [`nesting`]).
     #[error("the query nests about {0} levels deep (chained operators, parentheses, subqueries, joins), more than the {max} gatewatch plans; use IN (...) instead of long OR chains, or split the query", max = nesting::MAX_DEPTH)]
     TooDeep(usize),
+    /// The result holds more bytes than the service returns.
+    #[error("the result holds more than {0} MiB (http.max_result); select fewer columns, add LIMIT, aggregate, or narrow it with WHERE")]
+    TooLarge(usize),
+    /// Every query slot is taken and the queue is full or waited too long.
+    #[error("{0} queries are already running and more are waiting (http.max_queries); try again in a moment")]
+    Busy(usize),
 }
 
 impl From<DataFusionError> for SqlError {
@@ -157,7 +164,10 @@ fn context_with(
 }
 
 fn register_functions(ctx: &SessionContext) {
-    for f in udf::scalar_functions() {
+    for f in udf::scalar_functions()
+        .into_iter()
+        .chain(bounded::scalar_functions())
+    {
         ctx.register_udf(f);
     }
     for f in udf::aggregate_functions() {
@@ -252,13 +262,25 @@ pub struct Limits {
     pub timeout: std::time::Duration,
     /// Memory for joins, sorts and aggregations (DataFusion's memory pool), bytes.
     pub memory_bytes: usize,
+    /// Most bytes one result may hold (Arrow, before encoding).
+    pub max_result_bytes: usize,
+    /// Most queries running at once; as many again times [`QUEUED_PER_SLOT`] may wait.
+    pub max_concurrent: usize,
 }
+
+/// How many requests may wait for each query slot before more are refused at once.
+pub const QUEUED_PER_SLOT: usize = 4;
 
 /// Runs the service's queries under [`Limits`], on threads of their own that the OS schedules
 /// behind ingest (nice 10): a runaway query slows other queries, not the consumer.
 pub struct QueryRunner {
     runtime: Option<tokio::runtime::Runtime>,
     limits: Limits,
+    /// Queries running or waiting; bounded so that a burst is refused rather than queued
+    /// without end.
+    admitted: Arc<tokio::sync::Semaphore>,
+    /// Queries running: what they hold together is bounded by this times the per-query limits.
+    running: Arc<tokio::sync::Semaphore>,
     partitions: usize,
     archive: Option<std::path::PathBuf>,
 }
@@ -280,8 +302,11 @@ impl QueryRunner {
             .enable_time()
             .on_thread_start(lower_priority)
             .build()?;
+        let slots = limits.max_concurrent.max(1);
         Ok(QueryRunner {
             runtime: Some(runtime),
+            admitted: Arc::new(tokio::sync::Semaphore::new(slots * (1 + QUEUED_PER_SLOT))),
+            running: Arc::new(tokio::sync::Semaphore::new(slots)),
             limits,
             partitions: threads,
             archive,
@@ -295,8 +320,20 @@ impl QueryRunner {
 
     /// Plans and runs `sql` over `snapshot` on the query threads. Dropping the returned future
     /// (a client that hung up) stops the query.
+    /// At most `max_concurrent` run at once; the next ones wait up to the query timeout for a
+    /// slot, and beyond the queue they are refused with [`SqlError::Busy`].
     pub async fn run(&self, snapshot: Arc<Snapshot>, sql: &str) -> Result<QueryResult, SqlError> {
         let limits = self.limits;
+        let busy = || SqlError::Busy(limits.max_concurrent);
+        let _admitted = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy())?;
+        let _running = tokio::time::timeout(limits.timeout, self.running.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
         let partitions = self.partitions;
         let archive = self.archive.clone();
         let sql = sql.to_string();
@@ -320,7 +357,7 @@ impl QueryRunner {
                     SessionContext::new_with_config_rt(session_config(partitions), runtime),
                     archive.as_deref(),
                 );
-                let run = collect_limited(&ctx, &sql, limits.max_rows);
+                let run = collect_limited(&ctx, &sql, limits);
                 match tokio::time::timeout(limits.timeout, run).await {
                     Ok(r) => r,
                     Err(_) => Err(SqlError::Timeout(limits.timeout.as_secs().max(1))),
@@ -366,11 +403,11 @@ fn lower_priority() {
     }
 }
 
-/// Runs `sql`, failing as soon as the result passes `max_rows`.
+/// Runs `sql`, failing as soon as the result passes `max_rows` or `max_result_bytes`.
 async fn collect_limited(
     ctx: &SessionContext,
     sql: &str,
-    max_rows: usize,
+    limits: Limits,
 ) -> Result<QueryResult, SqlError> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::physical_plan::coop::CooperativeExec;
@@ -396,11 +433,17 @@ async fn collect_limited(
     let mut stream = datafusion::physical_plan::execute_stream(plan, Arc::new(task))?;
     let mut batches = Vec::new();
     let mut rows = 0usize;
+    let mut bytes = 0usize;
     while let Some(b) = stream.next().await {
         let b = b?;
         rows += b.num_rows();
-        if rows > max_rows {
-            return Err(SqlError::TooManyRows(max_rows));
+        if rows > limits.max_rows {
+            return Err(SqlError::TooManyRows(limits.max_rows));
+        }
+        // Slices of one buffer count that buffer each time: an overestimate, never an under.
+        bytes = bytes.saturating_add(b.get_array_memory_size());
+        if bytes > limits.max_result_bytes {
+            return Err(SqlError::TooLarge(limits.max_result_bytes >> 20));
         }
         batches.push(b);
     }

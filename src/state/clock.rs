@@ -13,7 +13,8 @@
 //! The rule (documented in docs/events-and-semantics.md, *Future events*):
 //! - live service: an event more than `input.max_clock_skew` ahead of the wall clock is refused;
 //! - always: an event more than `input.max_lead` ahead of the newest accepted event of the
-//!   stream is refused, unless another server has also been seen at about that time (within
+//!   stream is refused, unless the wall clock vouches for it (live: it is within `max_lead` of
+//!   now), or another server has also been seen at about that time (within
 //!   `max_lead` of it, refused or not: a whole fleet that goes quiet and comes back moves the
 //!   stream on as soon as a second server speaks), or unless its own server is the only one
 //!   keeping time (no other server within `max_lead` of the newest event: one gateway alone
@@ -78,6 +79,11 @@ impl StreamClock {
             return Verdict::Accept;
         };
         if ts <= newest.saturating_add(max_lead) {
+            return Verdict::Accept;
+        }
+        // Live, the wall clock vouches for an event about now: the stream was only quiet (a
+        // weekend), not behind.
+        if wall.is_some_and(|(now, _)| ts >= now.saturating_sub(max_lead)) {
             return Verdict::Accept;
         }
         self.judge_ahead(server, ts, newest, holder, max_lead)
@@ -207,6 +213,17 @@ mod tests {
             c.judge(0, i64::MAX, Some((50, i64::MAX)), H),
             Verdict::Accept
         );
+    }
+
+    #[test]
+    fn live_the_wall_clock_vouches_for_a_morning_after_a_quiet_weekend() {
+        let mut c = StreamClock::from_newest([(0, 0), (1, 0)]);
+        let monday = 61 * H;
+        assert_eq!(
+            c.judge(1, monday, Some((monday, H / 4)), H),
+            Verdict::Accept
+        );
+        assert_eq!(c.judge(1, monday, None, H), Verdict::Future);
     }
 
     #[test]

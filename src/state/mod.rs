@@ -1151,6 +1151,42 @@ impl Engine {
         }
         self.events.evict_before(horizon);
         self.alerts.evict_before(horizon);
+        self.forget_idle_servers(horizon);
+    }
+
+    /// Servers that are not configured and have nothing in retention (no event since
+    /// `horizon`, no open or buffered session, no minute, reject or failure left) are
+    /// forgotten: an id seen once (a typo, a test, a broken clock's rejected events) must not
+    /// cost memory and a `servers` row forever. Configured servers always stay.
+    fn forget_idle_servers(&mut self, horizon: i64) {
+        let configured = &self.cfg.servers;
+        let idle = |s: &Server| {
+            !configured.contains_key(&*s.name)
+                && s.max_ts.is_none_or(|m| m < horizon)
+                && s.pending.is_empty()
+                && s.book.active.is_empty()
+                && s.closed.is_empty()
+                && s.rejects.is_empty()
+                && s.auth_fails.is_empty()
+                && s.latency.iter().all(|m| m.minutes() == 0)
+        };
+        if !self.servers.iter().any(idle) {
+            return;
+        }
+        let before = self.servers.len();
+        self.servers.retain(|s| !idle(s));
+        tracing::debug!(
+            forgotten = before - self.servers.len(),
+            "Forgot servers with nothing in retention."
+        );
+        self.server_index = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Box::<str>::from(&*s.name), i))
+            .collect();
+        // The clock keys servers by their index, which just changed.
+        self.rebuild_clock();
     }
 
     /// An immutable copy of everything, with buffered events applied to a copy of the open
