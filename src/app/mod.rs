@@ -274,7 +274,9 @@ fn refuse_output_over_input(out: &Path, inputs: &[String]) -> anyhow::Result<()>
 
 /// `gatewatch check-config FILE`: validates, then says what the file configures.
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
-    let cfg = Config::load(&args.file)?;
+    let mut cfg = Config::load(&args.file)?;
+    // `run` takes the token from the environment as well: check what `run` would use.
+    cfg.http.token_from_env().map_err(anyhow::Error::msg)?;
     if !cfg.alerts.rules.is_empty() {
         // Plans SQL rules and checks what they return now, so a typo is found here and not at
         // the first tick; and before "valid" is printed, so the answer is one thing.

@@ -69,8 +69,33 @@ impl From<DataFusionError> for SqlError {
                 return SqlError::ReadOnly(what.into());
             }
         }
-        SqlError::Query(tidy(&msg))
+        let tidied = tidy(&msg);
+        if let Some(name) = missing_table(&tidied).filter(|n| looks_like_a_path(n)) {
+            return SqlError::ReadOnly(format!("reading a file or URL as a table ('{name}')"));
+        }
+        SqlError::Query(tidied)
     }
+}
+
+/// The name in DataFusion's "table 'NAME' not found".
+fn missing_table(msg: &str) -> Option<&str> {
+    let rest = msg.split_once("table '")?.1;
+    let (name, after) = rest.rsplit_once('\'')?;
+    after.starts_with(" not found").then_some(name)
+}
+
+/// A table name that names a file or a URL: DataFusion can be set up to read those (the
+/// "dynamic file catalog"); gatewatch never is, and says so instead of "not found".
+fn looks_like_a_path(name: &str) -> bool {
+    const FILE_TYPES: [&str; 7] = [
+        ".csv", ".json", ".ndjson", ".parquet", ".avro", ".arrow", ".gz",
+    ];
+    name.contains('/')
+        || name.contains('\\')
+        || name.contains("://")
+        || FILE_TYPES
+            .iter()
+            .any(|ext| name.to_ascii_lowercase().ends_with(ext))
 }
 
 /// DataFusion prefixes errors with their kind and qualifies table names; users wrote neither.

@@ -8,6 +8,7 @@ mod dashboard;
 mod exactness;
 mod faults;
 mod guardrails;
+mod hostile;
 mod kafka;
 mod queries;
 mod restart;
