@@ -45,7 +45,10 @@ fn write_lines(dir: &std::path::Path, name: &str, lines: &[String]) -> String {
 
 /// The story with one server's clock jumping +1 day, then +1 month, then +79 years at random
 /// points (each shifted event written as epoch ms), and the same story without that server.
-fn broken_clock_story(seed: u64) -> (Vec<(String, String)>, Vec<(String, String)>, String, usize) {
+/// `(server key, JSON line)` pairs, as [`story`] gives them.
+type Keyed = Vec<(String, String)>;
+
+fn broken_clock_story(seed: u64) -> (Keyed, Keyed, String, usize) {
     let events = story("2020-03-24", 120, seed);
     let bad = "gw-03".to_string();
     let of_bad: Vec<usize> = (0..events.len()).filter(|&i| events[i].0 == bad).collect();
