@@ -72,6 +72,8 @@ pub struct Started {
     pub brokers: String,
     /// True when running the embedded cluster and simulator.
     pub embedded: bool,
+    /// The checkpoint the state was restored from, and the events it held.
+    pub resumed_from: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Applies `gatewatch run` flags over the config file: flags win.
@@ -122,6 +124,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     exit_when_a_worker_panics();
     // With checkpoints: the newest valid one, and where to resume reading.
+    let mut resumed_from = None;
     let (engine, resume, restored_alerts) = match &cfg.checkpoint.dir {
         None => (Engine::new(cfg.engine.clone()), None, Vec::new()),
         Some(dir) => {
@@ -151,6 +154,7 @@ pub async fn serve(
                         accepted = r.engine.counters().accepted,
                         "Resuming from a checkpoint."
                     );
+                    resumed_from = Some((r.path.clone(), r.engine.counters().accepted));
                     (r.engine, Some(Resume { positions }), r.alerts)
                 }
                 None => {
@@ -396,6 +400,7 @@ pub async fn serve(
         http,
         brokers: brokers.clone(),
         embedded: cfg.kafka.brokers.is_none(),
+        resumed_from,
     });
     let state = Arc::new(ServiceState {
         engine,
@@ -573,6 +578,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         } else {
             println!("gatewatch: consuming from Kafka at {}", s.brokers);
+        }
+        if let Some((path, events)) = &s.resumed_from {
+            println!(
+                "gatewatch: resumed from checkpoint {} ({events} events accepted before it)",
+                path.display()
+            );
         }
         println!("gatewatch: open http://{}/  (SQL: POST /api/sql, or gatewatch query --url http://{} \"SELECT * FROM servers\")", s.http, s.http);
     }))

@@ -94,7 +94,12 @@ fn kill_9_at_random_points_then_restart_loses_nothing_and_counts_nothing_twice()
         kills.push((round, last, checkpoints_then));
     }
     producer.join().unwrap();
-    let (_child, url) = start(&config);
+    let (_child, url, said) = start_run_saying(&["--config", &config, "--http", "127.0.0.1:0"]);
+    // It says which checkpoint it resumed from, where the operator looks first.
+    assert!(
+        said.iter().any(|l| l.contains("resumed from checkpoint")),
+        "{said:?}"
+    );
     wait_until(Duration::from_secs(120), "every event applied", || {
         events_applied(&url) == Some(lines.len())
     });

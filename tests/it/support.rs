@@ -277,6 +277,12 @@ impl Drop for Running {
 /// Starts `gatewatch run ARGS` (give it `--http 127.0.0.1:0`) and returns it with the URL it
 /// prints.
 pub fn start_run(args: &[&str]) -> (Running, String) {
+    let (running, url, _) = start_run_saying(args);
+    (running, url)
+}
+
+/// [`start_run`], and the lines it printed up to the URL.
+pub fn start_run_saying(args: &[&str]) -> (Running, String, Vec<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatewatch"))
         .arg("run")
@@ -287,11 +293,13 @@ pub fn start_run(args: &[&str]) -> (Running, String) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
+    let mut said = Vec::new();
     let url = BufReader::new(stdout)
         .lines()
         .take(5)
         .map(Result::unwrap)
         .find_map(|l| {
+            said.push(l.clone());
             l.split("open ").nth(1).map(|r| {
                 r.split_whitespace()
                     .next()
@@ -301,5 +309,5 @@ pub fn start_run(args: &[&str]) -> (Running, String) {
             })
         })
         .expect("gatewatch run prints the URL to open");
-    (running, url)
+    (running, url, said)
 }
