@@ -5,13 +5,15 @@
 # resident memory (`/usr/bin/time -f %M`) per side, sides alternating each round; then, once,
 # the jumped story with the guard turned off (`input.max_lead` of 100,000 days: what every
 # version before it did), stopped after 60 s.
-# Usage: bash benches/clock_jump.sh [DAYS] [ROUNDS]
+# Usage: bash benches/clock_jump.sh [DAYS] [ROUNDS]   (GATEWATCH_BIN=path: that binary, no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 days="${1:-3}"
 rounds="${2:-5}"
-cargo build --release -q
-bin="${CARGO_TARGET_DIR:-target}/release/gatewatch"
+if [ -z "${GATEWATCH_BIN:-}" ]; then
+  cargo build --release -q
+fi
+bin="${GATEWATCH_BIN:-${CARGO_TARGET_DIR:-target}/release/gatewatch}"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 

@@ -276,6 +276,8 @@ pub async fn serve(
             Some(
                 std::thread::Builder::new()
                     .name("alert-clock".into())
+                    // Alert rules and archive queries plan SQL here (see sql::nesting).
+                    .stack_size(crate::sql::nesting::STACK_BYTES)
                     .spawn(move || {
                         while !stop.load(Ordering::Relaxed) {
                             std::thread::sleep(ALERT_CLOCK);
@@ -301,6 +303,8 @@ pub async fn serve(
             Some(
                 std::thread::Builder::new()
                     .name("archiver".into())
+                    // Alert rules and archive queries plan SQL here (see sql::nesting).
+                    .stack_size(crate::sql::nesting::STACK_BYTES)
                     .spawn(move || {
                         while !stop.load(Ordering::Relaxed) {
                             a.step(&engine);
@@ -345,6 +349,8 @@ pub async fn serve(
         };
         std::thread::Builder::new()
             .name("kafka-ingest".into())
+            // Alert rules and archive queries plan SQL here (see sql::nesting).
+            .stack_size(crate::sql::nesting::STACK_BYTES)
             .spawn(move || {
                 let capture = |engine: &Mutex<Engine>, live: &Option<Arc<Mutex<LiveAlerts>>>| {
                     // Alerts, then engine: the order the evaluator takes them in.

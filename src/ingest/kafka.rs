@@ -834,6 +834,8 @@ where
             let mut apply = apply;
             std::thread::Builder::new()
                 .name("kafka-apply".into())
+                // SQL alert rules are planned and run here (see sql::nesting).
+                .stack_size(crate::sql::nesting::STACK_BYTES)
                 .spawn_scoped(scope, move || {
                     for mut raw in from_poller {
                         process(cfg, consumer, producer, status, &raw, &mut apply);

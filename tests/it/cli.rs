@@ -263,13 +263,13 @@ fn sql_is_read_only() {
         );
     }
     assert!(!std::path::Path::new("/tmp/gatewatch-should-not-exist.csv").exists());
-    // A file path is not a table.
+    // A file path is not a table: refused as such, as the README says (not "not found").
     assert_clear_error(
         &gatewatch(
             &["replay", input, "--sql", "SELECT * FROM '/etc/passwd'"],
             None,
         ),
-        "not found",
+        "read-only",
     );
 }
 
