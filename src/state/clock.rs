@@ -18,12 +18,18 @@
 //!   `max_lead` of it, refused or not: a whole fleet that goes quiet and comes back moves the
 //!   stream on as soon as a second server speaks), or unless its own server is the only one
 //!   keeping time (no other server within `max_lead` of the newest event: one gateway alone
-//!   cannot be compared with anything, and must not be stuck after a silence).
+//!   cannot be compared with anything, and must not be stuck after a silence) and the jump is
+//!   at most [`LONE_SERVER_LEADS`] times `max_lead`.
 //!
 //! A refused event changes nothing but the candidate times kept here, so a broken clock can
 //! never remove or alter another server's data, and a server's own newest time does not move.
 
 use std::collections::BTreeMap;
+
+/// How many `max_lead`s one server alone may move the stream at once: 14 (7 days with the
+/// default 12 h), a long holiday with no event anywhere. Beyond it even a lone server's jump is
+/// refused: with everyone else quiet, nothing else could catch a clock that says 2099.
+const LONE_SERVER_LEADS: i64 = 14;
 
 /// How many refused-ahead times are kept as candidates for corroboration; past it the oldest
 /// go (a flood from one broken server costs a fixed amount of memory).
@@ -104,7 +110,8 @@ impl StreamClock {
         let others_near = self
             .second
             .is_some_and(|(t, _)| t >= newest.saturating_sub(max_lead));
-        if holder == server && !others_near {
+        let lone_gap = max_lead.saturating_mul(LONE_SERVER_LEADS);
+        if holder == server && !others_near && ts <= newest.saturating_add(lone_gap) {
             return Verdict::Accept;
         }
         // Corroborated: another server was seen at about this time (its events were refused
@@ -199,7 +206,10 @@ mod tests {
     #[test]
     fn one_server_alone_is_never_stuck() {
         let mut c = StreamClock::from_newest([(0, 10 * H), (1, 2 * H)]);
-        assert_eq!(c.judge(0, 30 * H, None, H), Verdict::Accept);
+        assert_eq!(c.judge(0, 20 * H, None, H), Verdict::Accept);
+        // Within LONE_SERVER_LEADS of the newest, not beyond.
+        assert_eq!(c.judge(0, 10 * H + 14 * H, None, H), Verdict::Accept);
+        assert_eq!(c.judge(0, 10 * H + 14 * H + 1, None, H), Verdict::Future);
         // But a server behind the newest one cannot jump past it on its own.
         assert_eq!(c.judge(1, 30 * H, None, H), Verdict::Future);
     }
