@@ -15,6 +15,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    if !matches!(cli.command, Command::Run(_) | Command::Simulate(_)) {
+        stop_quietly_when_the_reader_goes();
+    }
     let result = match cli.command {
         Command::Run(args) => gatewatch::app::service::run(args),
         Command::Replay(args) => gatewatch::app::replay(args),
@@ -28,6 +31,18 @@ fn main() -> ExitCode {
             eprintln!("gatewatch: {}", one_sentence(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `gatewatch replay … | head` and `check-config … | head`: a reader that stops early ends the
+/// command quietly, as it ends `cat` or `grep`, instead of a panic in `println!` or an error
+/// about a broken pipe. Rust ignores SIGPIPE by default; the one-shot commands take the Unix
+/// default back. (`run` keeps ignoring it: a client hanging up must not end the service.)
+fn stop_quietly_when_the_reader_goes() {
+    #[cfg(unix)]
+    // SAFETY: signal(2) with the default disposition, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

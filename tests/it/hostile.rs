@@ -652,6 +652,50 @@ fn secrets_outputs_and_brokers_are_checked_before_anything_runs() {
 }
 
 #[test]
+fn a_reader_that_stops_early_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| {
+            format!(
+                r#"{{"type":"auth_fail","ts":{},"server":"gw-01"}}"#,
+                1_584_432_000_000i64 + i
+            )
+        })
+        .collect();
+    let input = write_lines(dir.path(), "e.ndjson", &lines);
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/gatewatch.toml");
+    for args in [
+        vec![
+            "replay",
+            &input,
+            "--sql",
+            "SELECT * FROM events",
+            "--format",
+            "csv",
+        ],
+        vec!["check-config", cfg],
+    ] {
+        let mut child = gatewatch(&args).spawn().unwrap();
+        // `| head -c 1`: read one byte, then go away.
+        let mut out = child.stdout.take().unwrap();
+        let _ = out.read(&mut [0u8; 1]);
+        drop(out);
+        let o = child.wait_with_output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !e.contains("panicked") && !e.contains("Broken pipe"),
+            "{args:?}: {e}"
+        );
+        assert!(
+            o.status.success() || o.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            o.status
+        );
+    }
+}
+
+#[test]
 fn a_closed_stdin_is_an_error_not_empty_input() {
     use std::os::unix::process::CommandExt;
     let mut c = gatewatch(&["replay", "-", "--sql", "SELECT count(*) FROM events"]);
