@@ -154,7 +154,10 @@ fn a_broken_clock_through_kafka_changes_nothing_of_the_other_servers() {
     let brokers = tansu();
     let (with, without, bad, shifted) = broken_clock_story(5);
     let topic = unique("broken-clock");
-    create_topic(brokers, &topic, 3);
+    // One partition: live alerts must not depend on how partitions stall on a busy machine (a
+    // server whose partition is quiet for `idle_timeout` is moved on without its data, by
+    // design; see alerts/mod.rs), only on what the broken clock does.
+    create_topic(brokers, &topic, 1);
     produce(brokers, &topic, &with);
     let mut cfg = config(brokers, &topic, &unique("g"));
     let rules = rules();
