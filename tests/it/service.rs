@@ -1,8 +1,7 @@
 //! `gatewatch run` as a user starts it: the embedded default (no Kafka installed), the HTTP API
 //! and its content types, `gatewatch query`, `check-config`, and clear errors for bad flags.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use gatewatch::http_client::{request, Url};
@@ -123,26 +122,9 @@ fn embedded_default_serves_live_data_sql_and_metrics() {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     // Prometheus's own linter accepts the exposition (names, types, units, HELP).
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; .ci/run installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    if let Err(said) = crate::support::promtool_check_metrics(&metrics) {
+        panic!("{said}");
+    }
     // The example Grafana dashboard only asks for metrics the service exports, and the
     // compose file's Prometheus config is valid.
     let dashboard: serde_json::Value = serde_json::from_str(

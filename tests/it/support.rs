@@ -311,3 +311,33 @@ pub fn start_run_saying(args: &[&str]) -> (Running, String, Vec<String>) {
         .expect("gatewatch run prints the URL to open");
     (running, url, said)
 }
+
+/// `promtool check metrics` on an exposition: Ok when Prometheus's linter accepts it with
+/// nothing to say (names, types, units, HELP, label escaping), else what it said.
+pub fn promtool_check_metrics(text: &str) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    if checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool check metrics ({}): {}{}",
+            checked.status,
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        ))
+    }
+}
