@@ -55,7 +55,7 @@ ORDER BY p.server
 def run_gatewatch():
     t = time.perf_counter()
     out = subprocess.run(
-        ["./target/release/gatewatch", "replay", data, "--config", cfg.name, "--sql", GW_SQL, "--format", "csv"],
+        [os.environ.get("GATEWATCH_BIN", "./target/release/gatewatch"), "replay", data, "--config", cfg.name, "--sql", GW_SQL, "--format", "csv"],
         check=True, capture_output=True, text=True,
     )
     return time.perf_counter() - t, out.stdout, out.stderr.strip()
