@@ -40,8 +40,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{decode_record, decode_record_str, MAX_RECORD_BYTES};
 use crate::config::KafkaConfig;
+use crate::event::ChunkView;
 use crate::event::{EventColumns, Reason};
-use crate::state::ChunkView;
 
 /// Most messages decoded and applied as one batch.
 pub const MAX_BATCH: usize = 8192;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
+use crate::event::ChunkView;
 use crate::event::{self, EventColumns, Reason};
-use crate::state::ChunkView;
 
 /// Lines longer than this are rejected (`line_too_long`) and only their start is kept.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;

@@ -29,12 +29,11 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::TimestampMillisecondType;
+use arrow::array::{Array, RecordBatch};
 use rustc_hash::FxHashMap;
 
 use crate::config::EngineConfig;
-use crate::event::{col, EventType, Reason, ServerState, ShortKey};
+use crate::event::{opt_f64, opt_str, ChunkView, EventType, Reason, ServerState, ShortKey};
 use alert_log::{AlertLog, AlertRecord};
 use clock::{StreamClock, Verdict};
 use events::EventStore;
@@ -173,114 +172,6 @@ impl Active {
             os: sym.name(self.os),
             app: sym.name(self.app),
             setup_ms: (!self.setup_ms.is_nan()).then_some(self.setup_ms),
-        }
-    }
-}
-
-/// Typed columns of one decoded batch, shared by the reorder buffer entries that point into it.
-pub struct ChunkView {
-    /// The batch itself (a checkpoint copies buffered rows out of it).
-    batch: RecordBatch,
-    kinds: Vec<EventType>,
-    /// xxh3-128 of each row's `id` (0 where it has none): computed where the view is made, which
-    /// for `replay` is a decoding thread, off the thread that applies in order.
-    id_hashes: Vec<u128>,
-    ts: arrow::buffer::ScalarBuffer<i64>,
-    server: StringArray,
-    session: StringArray,
-    user: StringArray,
-    site: StringArray,
-    os: StringArray,
-    app: StringArray,
-    setup_ms: Float64Array,
-    rtt_ms: Float64Array,
-    jitter_ms: Float64Array,
-    reason: StringArray,
-    id: StringArray,
-    capacity: Int64Array,
-    state: StringArray,
-    /// The batch's `type` and `id` columns are empty (see [`EventColumns::for_engine`]): it
-    /// must not be kept as the `events` table.
-    ///
-    /// [`EventColumns::for_engine`]: crate::event::EventColumns::for_engine
-    for_engine: bool,
-}
-
-impl std::fmt::Debug for ChunkView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkView")
-            .field("rows", &self.kinds.len())
-            .finish_non_exhaustive()
-    }
-}
-
-fn opt_str(a: &StringArray, row: usize) -> Option<&str> {
-    a.is_valid(row).then(|| a.value(row))
-}
-
-fn opt_f64(a: &Float64Array, row: usize) -> Option<f64> {
-    a.is_valid(row).then(|| a.value(row))
-}
-
-impl ChunkView {
-    /// Wraps a batch with the `events` schema (types and id hashes are read back out of it).
-    pub fn new(batch: &RecordBatch) -> ChunkView {
-        let id = batch.column(col::ID).as_string::<i32>();
-        let id_hashes = id
-            .iter()
-            .map(|v| v.map_or(0, crate::event::id_hash))
-            .collect();
-        let kinds = batch
-            .column(col::TYPE)
-            .as_string::<i32>()
-            .iter()
-            .map(|t| t.and_then(EventType::parse).unwrap_or(EventType::Server))
-            .collect();
-        Self::from_parts(batch, kinds, id_hashes, false)
-    }
-
-    /// Wraps rows just decoded, whose types and id hashes the decoder already has.
-    pub fn from_rows(rows: crate::event::FinishedRows) -> ChunkView {
-        Self::from_parts(&rows.batch, rows.kinds, rows.id_hashes, rows.for_engine)
-    }
-
-    /// Rows wrapped.
-    pub fn num_rows(&self) -> usize {
-        self.kinds.len()
-    }
-
-    fn from_parts(
-        batch: &RecordBatch,
-        kinds: Vec<EventType>,
-        id_hashes: Vec<u128>,
-        for_engine: bool,
-    ) -> ChunkView {
-        debug_assert_eq!(kinds.len(), batch.num_rows());
-        debug_assert_eq!(id_hashes.len(), batch.num_rows());
-        let s = |i: usize| batch.column(i).as_string::<i32>().clone();
-        ChunkView {
-            batch: batch.clone(),
-            kinds,
-            ts: batch
-                .column(col::TS)
-                .as_primitive::<TimestampMillisecondType>()
-                .values()
-                .clone(),
-            server: s(col::SERVER),
-            session: s(col::SESSION),
-            user: s(col::USER),
-            site: s(col::SITE),
-            os: s(col::OS),
-            app: s(col::APP),
-            setup_ms: batch.column(col::SETUP_MS).as_primitive().clone(),
-            rtt_ms: batch.column(col::RTT_MS).as_primitive().clone(),
-            jitter_ms: batch.column(col::JITTER_MS).as_primitive().clone(),
-            reason: s(col::REASON),
-            id: s(col::ID),
-            id_hashes,
-            capacity: batch.column(col::CAPACITY).as_primitive().clone(),
-            state: s(col::STATE),
-            for_engine,
         }
     }
 }
