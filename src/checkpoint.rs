@@ -9,12 +9,14 @@
 //! File: `checkpoint-<20-digit sequence>.gwc` = `GWCKPT01` | body length (u64 LE) | body |
 //! xxh3-64 of the body (u64 LE). Body: engine parts, then the evaluator's state.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::atomic_file::write_atomically;
+use crate::codec::{Dec, Enc};
 use crate::config::EngineConfig;
-use crate::state::checkpoint::{Dec, Enc, EngineParts};
+use crate::state::encode::EngineParts;
 use crate::state::Engine;
 
 const MAGIC: &[u8; 8] = b"GWCKPT01";
@@ -89,32 +91,6 @@ pub fn write(dir: &Path, cp: &Checkpoint, keep: usize) -> Result<PathBuf, WriteE
         let _ = fs::remove_file(old);
     }
     Ok(path)
-}
-
-/// Writes `path` so that it is either absent, as before, or complete: `write` fills a temp file
-/// beside it (`.<name>.tmp`), which is fsynced and renamed over `path`, then the directory is
-/// fsynced (a rename is durable only once its directory is). On failure the temp file goes.
-/// Shared with the archive.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(File) -> std::io::Result<File>,
-) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(Default::default, |n| n.to_string_lossy());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let f = write(File::create(&tmp)?)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Checkpoint files in `dir`, oldest first (temp files of interrupted writes are not listed).

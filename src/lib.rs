@@ -22,9 +22,10 @@
 
 pub mod alerts;
 pub mod app;
-pub mod archive;
+pub mod atomic_file;
 pub mod checkpoint;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod event;
 pub mod http;

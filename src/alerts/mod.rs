@@ -26,10 +26,10 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
 
+use crate::codec::{Dec, DecodeError, Enc};
 use crate::config::{Direction, EngineConfig, Measure, RuleConfig, RuleSource, Scope};
 use crate::sql;
 use crate::state::alert_log::AlertRecord;
-use crate::state::checkpoint::{Dec, DecodeError, Enc};
 use crate::state::latency::{us_to_ms, MergedCounts};
 use crate::state::timeline::{self, SecondRow};
 use crate::state::{Engine, ServerSnapshot, Snapshot};
@@ -1178,7 +1178,7 @@ mod tests {
 
     #[test]
     fn timers_and_firing_alerts_survive_a_checkpoint() {
-        use crate::state::checkpoint::{Dec, Enc};
+        use crate::codec::{Dec, Enc};
         let mut evs = connects("gw", 0, 9, "a");
         evs.extend(connects("gw", 100, 1, "b"));
         evs.push(("disconnect", 200, "gw".into(), "b0".into()));

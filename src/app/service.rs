@@ -17,7 +17,6 @@ use rdkafka::mocking::MockCluster;
 
 use crate::alerts::sinks::Sinks;
 use crate::alerts::{Evaluator, LiveAlerts};
-use crate::archive::{ArchiveStats, Archiver};
 use crate::checkpoint::{self, Checkpoint, CheckpointStats, Checkpointer};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
@@ -26,6 +25,7 @@ use crate::http::{router, ServiceState};
 use crate::ingest::kafka::Resume;
 use crate::ingest::kafka::{self, KafkaStatus};
 use crate::sim::{self, KafkaSink, Playback};
+use crate::sql::archive::{ArchiveStats, Archiver};
 use crate::state::Engine;
 use std::collections::BTreeMap;
 

@@ -65,7 +65,7 @@ pub struct ServiceState {
     /// Checkpoint counts (None without checkpoints).
     pub checkpoints: Option<Arc<crate::checkpoint::CheckpointStats>>,
     /// Archive counts (None without an archive).
-    pub archive: Option<Arc<crate::archive::ArchiveStats>>,
+    pub archive: Option<Arc<crate::sql::archive::ArchiveStats>>,
 }
 
 impl ServiceState {
@@ -869,7 +869,7 @@ async fn metrics(State(state): State<Arc<ServiceState>>) -> Response {
         .into_response()
 }
 
-fn archive_metrics(out: &mut String, a: &crate::archive::ArchiveStats) {
+fn archive_metrics(out: &mut String, a: &crate::sql::archive::ArchiveStats) {
     let ld = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed) as f64;
     let samples = [
         (

@@ -19,8 +19,8 @@
 //!   snapshot is read (see [`timeline`]), so it cannot drift.
 
 pub mod alert_log;
-pub mod checkpoint;
 mod clock;
+pub mod encode;
 pub mod events;
 pub mod latency;
 pub mod timeline;

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use gatewatch::checkpoint::{self, Checkpoint};
+use gatewatch::codec::{Dec, Enc};
 use gatewatch::config::Config;
 use gatewatch::ingest::{decode_chunk, Chunk};
-use gatewatch::state::checkpoint::{Dec, Enc};
 use gatewatch::state::Engine;
 
 use crate::exactness::generate;

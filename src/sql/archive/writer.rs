@@ -6,10 +6,9 @@
 //! never disagree), writing each file atomically (temp file, fsync, rename) and moving the
 //! horizon (`archived-through`) only after an hour's files are all in place. A failure (disk
 //! full, directory gone or unwritable) is reported and retried; ingest goes on and files
-//! already written are never touched. Must not touch: reading (that is `sql::archive`).
+//! already written are never touched. Must not touch: reading (that is `reader`), the layout (that is `layout`).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,11 +19,11 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
-use crate::checkpoint::write_atomically;
-use crate::sql::archive::{archived_through, hour_dir, time_column, ARCHIVED, THROUGH_FILE};
+use super::layout::{
+    archived_through, hour_dir, set_archived_through, time_column, ARCHIVED, HOUR_MS, THROUGH_FILE,
+};
+use crate::atomic_file::write_atomically;
 use crate::state::{Engine, Snapshot};
-
-const HOUR_MS: i64 = 3_600_000;
 
 /// An hour could not be archived.
 #[derive(Debug, thiserror::Error)]
@@ -108,18 +107,11 @@ pub fn write_hours(
             stats.files.fetch_add(1, Ordering::Relaxed);
         }
         hour += HOUR_MS;
-        set_through(dir, hour).map_err(|e| err(format!("{THROUGH_FILE}: {e}")))?;
+        set_archived_through(dir, hour).map_err(|e| err(format!("{THROUGH_FILE}: {e}")))?;
         stats.hours.fetch_add(1, Ordering::Relaxed);
         stats.through_ms.store(hour, Ordering::Relaxed);
     }
     Ok(())
-}
-
-fn set_through(dir: &Path, t: i64) -> std::io::Result<()> {
-    write_atomically(&dir.join(THROUGH_FILE), |mut f| {
-        writeln!(f, "{}", crate::event::format_rfc3339_ms(t))?;
-        Ok(f)
-    })
 }
 
 /// The archive of a running service: seals and writes hours as event time passes them.
