@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::output;
+
 /// gatewatch: connection telemetry for remote-access gateways.
 #[derive(Debug, Parser)]
 #[command(name = "gatewatch", version, about, long_about = None)]
@@ -94,7 +96,7 @@ pub struct CheckConfigArgs {
     pub file: PathBuf,
 }
 
-/// Output formats for query results.
+/// Output formats for query results (clap's side of [`output::Format`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// An aligned text table.
@@ -103,6 +105,16 @@ pub enum Format {
     Csv,
     /// A JSON array of row objects.
     Json,
+}
+
+impl From<Format> for output::Format {
+    fn from(f: Format) -> output::Format {
+        match f {
+            Format::Table => output::Format::Table,
+            Format::Csv => output::Format::Csv,
+            Format::Json => output::Format::Json,
+        }
+    }
 }
 
 /// `gatewatch replay`.

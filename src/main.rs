@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => gatewatch::app::replay(args),
         Command::Query(args) => gatewatch::app::query(args),
         Command::CheckConfig(args) => gatewatch::app::check_config(args),
-        Command::Simulate(args) => gatewatch::sim::simulate(args),
+        Command::Simulate(args) => gatewatch::app::simulate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,8 +9,18 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use crate::cli::Format;
 use crate::sql::QueryResult;
+
+/// Text formats for query results (the CLI's `--format`; HTTP uses CSV and JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of row objects.
+    Json,
+}
 
 /// Writes `result` in `format`.
 pub fn write_result(

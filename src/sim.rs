@@ -22,7 +22,6 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::cli::SimulateArgs;
 use crate::event::{format_rfc3339_ms, parse_rfc3339_ms};
 
 /// SplitMix64: small, fast, and the same on every platform.
@@ -61,7 +60,8 @@ impl Rng {
     }
 }
 
-const DAY: i64 = 86_400_000;
+/// One day, in ms.
+pub const DAY: i64 = 86_400_000;
 const MIN: i64 = 60_000;
 const SITES: [&str; 4] = ["gland", "zurich", "geneva", "lausanne"];
 const OSES: [(&str, f64); 5] = [
@@ -120,31 +120,25 @@ fn plan(day: i64) -> DayPlan {
     }
 }
 
-/// `gatewatch simulate`: plays the scenario into a file or a Kafka topic.
-pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let start = parse_rfc3339_ms(&format!("{}T00:00:00Z", args.start)).with_context(|| {
-        format!(
-            "--start {:?} is not a date; write it as YYYY-MM-DD",
-            args.start
-        )
-    })?;
-    if args.days == 0 {
-        anyhow::bail!("--days must be at least 1");
-    }
-    if !(args.speed >= 0.0 && args.speed.is_finite()) {
-        anyhow::bail!("--speed must be 0 (as fast as possible) or a positive factor such as 60");
-    }
-    let plan = Playback {
-        start_day: start / DAY,
-        days: args.days,
-        seed: args.seed,
-        users: args.users,
-        speed: args.speed,
-        fast_until: None,
-    };
+/// Where [`simulate`] writes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// NDJSON into this file.
+    File(std::path::PathBuf),
+    /// Produce to this topic (key: the server id).
+    Kafka {
+        /// Bootstrap servers.
+        brokers: String,
+        /// Topic.
+        topic: String,
+    },
+}
+
+/// Plays `plan` into `target`; returns the number of events written.
+pub fn simulate(plan: &Playback, target: &Target) -> anyhow::Result<u64> {
     let stop = AtomicBool::new(false);
-    let (n, target) = match (&args.out, &args.brokers) {
-        (Some(path), _) => {
+    match target {
+        Target::File(path) => {
             let f = File::create(path).with_context(|| {
                 format!(
                     "cannot create {}; check that its directory exists",
@@ -153,25 +147,19 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             })?;
             let mut sink = FileSink {
                 out: BufWriter::with_capacity(1 << 20, f),
-                paced: args.speed > 0.0,
+                paced: plan.speed > 0.0,
             };
-            let n = play(&plan, &mut sink, &stop)?;
+            let n = play(plan, &mut sink, &stop)?;
             sink.out.flush()?;
-            (n, path.display().to_string())
+            Ok(n)
         }
-        (None, Some(brokers)) => {
-            let topic = args.topic.as_deref().expect("clap requires --topic");
-            crate::config::validate_brokers(brokers)
-                .map_err(|m| anyhow::anyhow!("--brokers: {m}"))?;
+        Target::Kafka { brokers, topic } => {
             let mut sink = KafkaSink::new(brokers, topic, &Default::default())?;
-            let n = play(&plan, &mut sink, &stop)?;
+            let n = play(plan, &mut sink, &stop)?;
             sink.finish()?;
-            (n, format!("topic {topic} on {brokers}"))
+            Ok(n)
         }
-        (None, None) => unreachable!("clap requires --out or --brokers"),
-    };
-    eprintln!("simulate: wrote {n} events to {target}");
-    Ok(())
+    }
 }
 
 /// What to play and how fast.

@@ -30,10 +30,9 @@ use axum::Router;
 
 use crate::alerts::sinks::record_json;
 use crate::alerts::LiveAlerts;
-use crate::cli::Format;
 use crate::event::EventType;
 use crate::ingest::kafka::KafkaStatus;
-use crate::output::write_result;
+use crate::output::{write_result, Format};
 use crate::sql::{self, QueryResult, SqlError};
 use crate::state::alert_log::firing_now;
 use crate::state::{Engine, Snapshot};

@@ -365,7 +365,7 @@ fn run_through_kafka_gives_the_replay_records_on_the_topic_and_webhooks() {
         )
         .unwrap();
         let mut out = Vec::new();
-        gatewatch::output::write_result(&r, gatewatch::cli::Format::Csv, &mut out).unwrap();
+        gatewatch::output::write_result(&r, gatewatch::output::Format::Csv, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     };
     assert_eq!(live, reference_csv, "run and replay alerts differ");

@@ -57,7 +57,7 @@ fn tables(engine: &Engine) -> Vec<(String, Vec<String>)> {
         .map(|t| {
             let r = gatewatch::app::run_sql(snap.clone(), &format!("SELECT * FROM {t}")).unwrap();
             let mut out = Vec::new();
-            gatewatch::output::write_result(&r, gatewatch::cli::Format::Csv, &mut out).unwrap();
+            gatewatch::output::write_result(&r, gatewatch::output::Format::Csv, &mut out).unwrap();
             let mut lines: Vec<String> = String::from_utf8(out)
                 .unwrap()
                 .lines()

@@ -121,7 +121,7 @@ fn replay_answers(lines: &[String], cfg: &Config, sqls: &[String]) -> (Vec<Strin
         .map(|q| {
             let r = gatewatch::app::run_sql(out.snapshot.clone(), q).unwrap();
             let mut o = Vec::new();
-            gatewatch::output::write_result(&r, gatewatch::cli::Format::Csv, &mut o).unwrap();
+            gatewatch::output::write_result(&r, gatewatch::output::Format::Csv, &mut o).unwrap();
             String::from_utf8(o).unwrap()
         })
         .collect();
@@ -794,7 +794,7 @@ fn a_server_seen_once_ages_out_and_configured_ones_stay() {
     let r = gatewatch::app::run_sql(out.snapshot, "SELECT server FROM servers ORDER BY server")
         .unwrap();
     let mut o = Vec::new();
-    gatewatch::output::write_result(&r, gatewatch::cli::Format::Csv, &mut o).unwrap();
+    gatewatch::output::write_result(&r, gatewatch::output::Format::Csv, &mut o).unwrap();
     assert_eq!(String::from_utf8(o).unwrap(), "server\ngw-01\ngw-quiet\n");
 }
 

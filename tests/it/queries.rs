@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use gatewatch::cli::Format;
 use gatewatch::config::Config;
+use gatewatch::output::Format;
 
 const FIXTURE: &str = "tests/data/incident-2020-03-24.ndjson";
 

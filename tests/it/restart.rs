@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use gatewatch::cli::Format;
 use gatewatch::output::write_result;
+use gatewatch::output::Format;
 use gatewatch::sim::Rng;
 
 use crate::support::*;

@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gatewatch::app::service::{self, Embedded, Started};
-use gatewatch::cli::Format;
 use gatewatch::config::Config;
 use gatewatch::http_client::{self as client, Url};
 use gatewatch::output::write_result;
+use gatewatch::output::Format;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
