@@ -840,8 +840,6 @@ pub(super) fn parse_f64(text: &str) -> Result<f64, std::num::ParseFloatError> {
     Ok(mantissa as i64 as f64 / POW10[frac.unwrap_or(0) as usize])
 }
 
-/// An integer field: integer syntax, or a float with no fractional part (`1e3`).
-
 /// The largest value of a float field: `loss_pct` is a percentage, the others latencies.
 pub(super) fn max_of(field: FieldName) -> f64 {
     match field {
@@ -850,6 +848,7 @@ pub(super) fn max_of(field: FieldName) -> f64 {
     }
 }
 
+/// An integer field: integer syntax, or a float with no fractional part (`1e3`).
 pub(super) fn parse_integer(text: &str, integer: bool) -> Option<i64> {
     if integer {
         return text.parse::<i64>().ok();
