@@ -32,7 +32,7 @@ use crate::sql;
 use crate::state::alert_log::AlertRecord;
 use crate::state::latency::{us_to_ms, MergedCounts};
 use crate::state::timeline::{self, SecondRow};
-use crate::state::{Engine, ServerSnapshot, Snapshot};
+use crate::state::{Engine, ServerSnapshot, Snapshot, SnapshotScope};
 
 /// A rule that cannot be used as written (found when the evaluator is built).
 #[derive(Debug, thiserror::Error)]
@@ -49,17 +49,6 @@ pub struct Emission {
     pub record: AlertRecord,
     /// True for a repeat of a firing alert (not a new row of the `alerts` table).
     pub repeat: bool,
-}
-
-/// What the evaluator needs from the engine for its next round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Need {
-    /// Per-server history needed from this event time on (`None`: all in retention).
-    pub since: Option<i64>,
-    /// The full snapshot (the `events` table included) for SQL rules.
-    pub full: bool,
-    /// The latency minutes, for `rtt_p99` and `setup_p99` rules.
-    pub latency: bool,
 }
 
 /// Cost of one rule's evaluations so far.
@@ -257,25 +246,27 @@ impl Evaluator {
         Clocks { through }
     }
 
-    /// What a round up to `clocks` needs, or `None` when nothing is due.
-    pub fn due(&self, clocks: &Clocks) -> Option<Need> {
+    /// What a round up to `clocks` needs of the engine, or `None` when nothing is due: the
+    /// per-server history from the earliest time a rule looks at, the `events` table only for
+    /// SQL rules, the latency minutes only for `rtt_p99` and `setup_p99` rules.
+    pub fn due(&self, clocks: &Clocks) -> Option<SnapshotScope> {
         if self.rules.is_empty() || clocks.through.is_empty() {
             return None;
         }
-        let mut need: Option<Need> = None;
-        let mut add = |since: Option<i64>, full: bool, latency: bool| {
+        let mut need: Option<SnapshotScope> = None;
+        let mut add = |since: Option<i64>, events: bool, latency: bool| {
             need = Some(match need {
-                None => Need {
+                None => SnapshotScope {
                     since,
-                    full,
+                    events,
                     latency,
                 },
-                Some(n) => Need {
+                Some(n) => SnapshotScope {
                     since: match (n.since, since) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         _ => None,
                     },
-                    full: n.full || full,
+                    events: n.events || events,
                     latency: n.latency || latency,
                 },
             });
@@ -532,15 +523,6 @@ impl Drop for Evaluator {
     }
 }
 
-/// The snapshot a round needs (taken under the caller's lock: a copy, no evaluation).
-pub fn snapshot_for(engine: &Engine, need: Need) -> Snapshot {
-    if need.full {
-        engine.snapshot_since(None, true, true)
-    } else {
-        engine.snapshot_since(need.since, false, need.latency)
-    }
-}
-
 /// The engine's per-server clocks.
 pub fn server_clocks(engine: &Engine) -> Vec<ServerClock> {
     engine
@@ -556,12 +538,16 @@ pub fn server_clocks(engine: &Engine) -> Vec<ServerClock> {
 
 /// One round against an engine owned by the caller (`replay`): evaluates what is due and
 /// records the transitions in the engine. Returns everything for the sinks.
-pub fn evaluate_owned(engine: &mut Engine, ev: &mut Evaluator, input_ended: bool) -> Vec<Emission> {
+pub fn evaluate_due_round(
+    engine: &mut Engine,
+    ev: &mut Evaluator,
+    input_ended: bool,
+) -> Vec<Emission> {
     let clocks = ev.clocks(&server_clocks(engine), |_| false, input_ended);
     let Some(need) = ev.due(&clocks) else {
         return Vec::new();
     };
-    let snap = snapshot_for(engine, need);
+    let snap = engine.snapshot_of(need);
     let out = ev.advance(&snap, &clocks);
     engine.record_alerts(&table_records(&out));
     out
@@ -1010,7 +996,7 @@ impl LiveAlerts {
             return;
         };
         self.last_round = Some(Instant::now());
-        let snap = snapshot_for(&engine.lock().expect("engine lock"), need);
+        let snap = engine.lock().expect("engine lock").snapshot_of(need);
         let out = self.evaluator.advance(&snap, &clocks);
         tracing::debug!(?need, transitions = out.len(), "Alert round.");
         if !out.is_empty() {
@@ -1119,10 +1105,10 @@ mod tests {
         // Fed in slices so rounds happen mid-stream, as in replay and run.
         for part in events.chunks(7) {
             feed(e, part);
-            evaluate_owned(e, &mut ev, false);
+            evaluate_due_round(e, &mut ev, false);
         }
         e.flush();
-        evaluate_owned(e, &mut ev, true);
+        evaluate_due_round(e, &mut ev, true);
         e.snapshot()
             .alerts
             .iter()
@@ -1198,7 +1184,7 @@ mod tests {
             feed(&mut e, &evs[..cut]);
             // A tick at the cut: `latency` keeps the clock moving without changing sessions.
             feed(&mut e, &[("latency", cut_at, "gw", "a2")]);
-            evaluate_owned(&mut e, &mut ev, false);
+            evaluate_due_round(&mut e, &mut ev, false);
             let mut enc = Enc::default();
             e.encode_checkpoint(&mut enc);
             let saved = ev.save_state();
@@ -1210,10 +1196,10 @@ mod tests {
             assert_eq!(ev.restore_state(&saved).unwrap(), Vec::<String>::new());
             for part in evs[cut..].chunks(7) {
                 feed(&mut e, part);
-                evaluate_owned(&mut e, &mut ev, false);
+                evaluate_due_round(&mut e, &mut ev, false);
             }
             e.flush();
-            evaluate_owned(&mut e, &mut ev, true);
+            evaluate_due_round(&mut e, &mut ev, true);
             let got: Vec<_> = e
                 .snapshot()
                 .alerts
@@ -1354,10 +1340,10 @@ mod tests {
                 .chain(b[1..].chunks(4))
             {
                 feed(&mut e, part);
-                evaluate_owned(&mut e, &mut ev, false);
+                evaluate_due_round(&mut e, &mut ev, false);
             }
             e.flush();
-            evaluate_owned(&mut e, &mut ev, true);
+            evaluate_due_round(&mut e, &mut ev, true);
             let mut got: Vec<_> = e
                 .snapshot()
                 .alerts
@@ -1381,7 +1367,7 @@ mod tests {
             let mut ev = Evaluator::new(&rules(rule), &lateness_0()).unwrap();
             feed(&mut e, &as_refs(&evs));
             e.flush();
-            let out = evaluate_owned(&mut e, &mut ev, true);
+            let out = evaluate_due_round(&mut e, &mut ev, true);
             let sent: Vec<(i64, bool)> =
                 out.iter().map(|x| (x.record.ts / 1000, x.repeat)).collect();
             let ids: Vec<String> = out.iter().map(|x| x.record.id.clone()).collect();

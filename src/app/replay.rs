@@ -93,7 +93,7 @@ pub fn replay_files(
             applying += t.elapsed();
             if !evaluator.is_empty() {
                 let t = std::time::Instant::now();
-                alerts::evaluate_owned(&mut engine, &mut evaluator, false);
+                alerts::evaluate_due_round(&mut engine, &mut evaluator, false);
                 evaluating += t.elapsed();
             }
             Ok(())
@@ -103,7 +103,7 @@ pub fn replay_files(
     engine.flush();
     // The input has ended: nothing can arrive to change what happened, so rules are evaluated
     // up to the newest event (as the live service does after alerts.idle_timeout of quiet).
-    alerts::evaluate_owned(&mut engine, &mut evaluator, true);
+    alerts::evaluate_due_round(&mut engine, &mut evaluator, true);
     for s in evaluator.stats() {
         tracing::debug!(rule = %s.rule, evaluations = s.evaluations, us_per_evaluation = s.seconds * 1e6 / s.evaluations.max(1) as f64, "Alert rule cost.");
     }

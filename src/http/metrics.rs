@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::alerts::LiveAlerts;
 use crate::event::EventType;
 use crate::state::alert_log::firing_now;
-use crate::state::{Engine, Snapshot};
+use crate::state::{Engine, Snapshot, SnapshotScope};
 
 use super::{process, ServiceState};
 
@@ -170,7 +170,11 @@ pub(super) async fn metrics(State(state): State<Arc<ServiceState>>) -> Response 
     if let Ok((snap, hists)) = tokio::task::spawn_blocking(move || {
         let e = engine.lock().expect("engine lock");
         // Open sessions and current capacities only: no events, no latency minutes.
-        let snap = e.snapshot_since(e.now_ms(), false, false);
+        let snap = e.snapshot_of(
+            SnapshotScope::since(e.now_ms())
+                .without_events()
+                .without_latency(),
+        );
         (snap, e.latency_histograms())
     })
     .await

@@ -39,7 +39,7 @@ use axum::Router;
 use crate::alerts::LiveAlerts;
 use crate::ingest::kafka::KafkaStatus;
 use crate::sql::{self};
-use crate::state::{Engine, Snapshot};
+use crate::state::{Engine, Snapshot, SnapshotScope};
 
 /// The media type of an Arrow IPC stream.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -82,7 +82,7 @@ impl ServiceState {
             let since = e
                 .now_ms()
                 .map(|n| (n - n.rem_euclid(86_400_000)).min(n - n.rem_euclid(60_000) - 5 * 60_000));
-            Arc::new(e.snapshot_since(since, false, true))
+            Arc::new(e.snapshot_of(SnapshotScope::since(since).without_events()))
         })
         .await
         .map_err(|e| ApiError::Internal(format!("snapshot failed: {e}")))

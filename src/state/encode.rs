@@ -16,14 +16,16 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 
 use super::alert_log::{AlertLog, AlertRecord};
+use super::dedupe::Dedupe;
+use super::engine::Server;
 use super::events::EventStore;
 use super::latency::{MinuteSeries, MinuteSummary, PromHistogram};
-use super::{
-    Active, Book, ChunkView, Counters, Dedupe, EndReason, Engine, Pending, Server, SessionRow,
-    Symbols,
-};
+use super::reorder::Pending;
+use super::sessions::{Active, InOrderState, Symbols};
+use super::{Counters, EndReason, Engine, SessionRow};
 use crate::codec::{bad, Dec, DecodeError, Enc};
 use crate::config::EngineConfig;
+use crate::event::ChunkView;
 use crate::event::{events_schema, Reason, ServerState};
 
 /// Format version of the engine section.
@@ -250,10 +252,10 @@ fn encode_server(out: &mut Enc, s: &Server) {
             out.u64((*id >> 64) as u64);
         }
     }
-    out.opt_u32(s.book.capacity);
-    encode_state(out, s.book.state);
-    out.len(s.book.active.len());
-    for (sid, a) in &s.book.active {
+    out.opt_u32(s.in_order.capacity);
+    encode_state(out, s.in_order.state);
+    out.len(s.in_order.active.len());
+    for (sid, a) in &s.in_order.active {
         out.str(sid);
         out.i64(a.start);
         out.i64(a.last_seen);
@@ -350,10 +352,10 @@ fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError>
         by_hour.insert(hour, ids);
     }
     s.dedupe = Dedupe::from_hours(by_hour);
-    let mut book = Book {
+    let mut in_order = InOrderState {
         capacity: d.opt_u32()?,
         state: decode_state(d)?,
-        ..Book::default()
+        ..InOrderState::default()
     };
     for _ in 0..d.len(48)? {
         let sid: Arc<str> = d.str()?.into();
@@ -369,7 +371,7 @@ fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError>
                 ));
             }
         }
-        book.active.insert(
+        in_order.active.insert(
             sid,
             Active {
                 start,
@@ -382,7 +384,7 @@ fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError>
             },
         );
     }
-    s.book = book;
+    s.in_order = in_order;
     for _ in 0..d.len(16)? {
         s.closed.push(decode_session(d)?);
     }

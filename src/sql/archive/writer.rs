@@ -23,7 +23,7 @@ use super::layout::{
     archived_through, hour_dir, set_archived_through, time_column, ARCHIVED, HOUR_MS, THROUGH_FILE,
 };
 use crate::atomic_file::write_atomically;
-use crate::state::{Engine, Snapshot};
+use crate::state::{Engine, Snapshot, SnapshotScope};
 
 /// An hour could not be archived.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +156,11 @@ impl Archiver {
                 return;
             }
             e.seal_before(to);
-            (Arc::new(e.snapshot_since(Some(from), true, true)), from, to)
+            (
+                Arc::new(e.snapshot_of(SnapshotScope::since(Some(from)))),
+                from,
+                to,
+            )
         };
         let (snap, from, to) = job;
         match write_hours(&self.dir, snap, from, to, &self.stats) {
