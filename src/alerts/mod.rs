@@ -342,7 +342,7 @@ impl Evaluator {
                             });
                             let value =
                                 server_value(s, tl, measure, window_ms, tick, &mut self.p99_cache);
-                            let obs = Obs {
+                            let obs = Observation {
                                 server: Some(s.name.to_string()),
                                 value,
                                 present: true,
@@ -601,14 +601,14 @@ fn in_scope(scope: &Scope, s: &ServerSnapshot) -> bool {
 
 /// One instance's observation at a tick.
 #[derive(Debug, Clone)]
-struct Obs {
+struct Observation {
     server: Option<String>,
     value: Option<f64>,
     /// False for an instance that produced nothing at this tick (no data, no SQL row).
     present: bool,
 }
 
-type Values = BTreeMap<String, Obs>;
+type Values = BTreeMap<String, Observation>;
 
 /// A built-in measure of one server at `tick` (no value before the server's first event).
 fn server_value(
@@ -779,7 +779,7 @@ fn sql_values(
             });
             out.insert(
                 key,
-                Obs {
+                Observation {
                     server,
                     value,
                     present: true,
@@ -797,14 +797,14 @@ fn step(rule: &mut Rule, tick: i64, mut values: Values, complete: bool) -> Vec<E
     // When `values` is the whole answer (SQL rules), instances seen before but absent now have
     // no data: they are not bad and are clear.
     for (k, (server, _)) in rule.instances.iter().filter(|_| complete) {
-        values.entry(k.clone()).or_insert_with(|| Obs {
+        values.entry(k.clone()).or_insert_with(|| Observation {
             server: server.clone(),
             value: None,
             present: false,
         });
     }
     for (key, obs) in values {
-        let Obs {
+        let Observation {
             server,
             value,
             present,

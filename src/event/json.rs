@@ -129,7 +129,7 @@ pub(super) fn decode_as_shaped<'a>(
         i: 0,
     };
     *ev = Event::default();
-    let mut found = Found::default();
+    let mut found = FieldsSeen::default();
     p.ws();
     for step in &shape.steps[..shape.len] {
         if !step.matches(&p.s[p.i..]) {
@@ -197,7 +197,7 @@ pub(super) fn decode_general<'a>(
     let mut stretch_start = p.i;
     p.i += 1;
     *ev = Event::default();
-    let mut found = Found::default();
+    let mut found = FieldsSeen::default();
 
     p.ws();
     if p.peek() == Some(b'}') {
@@ -256,7 +256,7 @@ pub(super) fn decode_general<'a>(
 /// apart from the event until then, and the first field-level problem (reported only if the
 /// JSON as a whole is well formed).
 #[derive(Default)]
-pub(super) struct Found<'a> {
+pub(super) struct FieldsSeen<'a> {
     server: Option<Cow<'a, str>>,
     ts: Option<i64>,
     type_str: Option<Cow<'a, str>>,
@@ -271,8 +271,8 @@ pub(super) fn is_json_ws(c: u8) -> bool {
 
 /// The checks after the last key: required fields, in a fixed order so a reason is stable.
 #[inline(always)]
-pub(super) fn finish_event<'a>(ev: &mut Event<'a>, found: Found<'a>) -> Result<(), Reason> {
-    let Found {
+pub(super) fn finish_event<'a>(ev: &mut Event<'a>, found: FieldsSeen<'a>) -> Result<(), Reason> {
+    let FieldsSeen {
         server,
         ts,
         type_str,
@@ -352,7 +352,7 @@ impl<'a> Parser<'a> {
         &mut self,
         field: FieldName,
         ev: &mut Event<'a>,
-        found: &mut Found<'a>,
+        found: &mut FieldsSeen<'a>,
     ) -> Result<Result<(), Reason>, Reason> {
         let v = self
             .scalar()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::mapped::Mapping;
 use super::{
-    decode_chunk_cut, Chunk, Columns, DecodedChunk, Shared, MAX_RECORD_BYTES, TOO_LONG_PREFIX,
+    decode_chunk_with, Chunk, Columns, DecodedChunk, Shared, MAX_RECORD_BYTES, TOO_LONG_PREFIX,
 };
 
 const BLOCK: usize = 1 << 20;
@@ -229,7 +229,7 @@ fn read_opened<E: From<ReadError>>(
                     .send((
                         seq,
                         fi,
-                        decode_chunk_cut(chunk, cutting.max_record, columns),
+                        decode_chunk_with(chunk, cutting.max_record, columns),
                     ))
                     .is_err()
                 {
@@ -282,7 +282,7 @@ fn read_opened<E: From<ReadError>>(
                         Some((seq, fi, chunk)) => (
                             seq,
                             fi,
-                            decode_chunk_cut(chunk, cutting.max_record, columns),
+                            decode_chunk_with(chunk, cutting.max_record, columns),
                         ),
                         None => match done_rx.recv() {
                             Ok(decoded) => decoded,

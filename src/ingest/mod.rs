@@ -144,12 +144,12 @@ pub enum Columns {
 
 /// Splits a chunk into records and decodes each. Blank lines are skipped (not rejected).
 pub fn decode_chunk(chunk: Chunk) -> DecodedChunk {
-    decode_chunk_cut(chunk, MAX_RECORD_BYTES, Columns::All)
+    decode_chunk_with(chunk, MAX_RECORD_BYTES, Columns::All)
 }
 
 /// [`decode_chunk`] with lines longer than `max_record` rejected as `line_too_long`, filling
 /// `columns`.
-pub fn decode_chunk_cut(chunk: Chunk, max_record: usize, columns: Columns) -> DecodedChunk {
+pub fn decode_chunk_with(chunk: Chunk, max_record: usize, columns: Columns) -> DecodedChunk {
     let raw = chunk.bytes();
     let mut spans = Vec::with_capacity(raw.len() / 120 + 1);
     let mut start = 0usize;

@@ -16,8 +16,8 @@ use hdrhistogram::Histogram;
 
 use crate::state::latency::{self, us_to_ms};
 
-fn decode(bytes: &[u8], func: &str) -> Result<Histogram<u64>> {
-    latency::decode(bytes).or_else(|e| {
+fn histogram_arg(bytes: &[u8], func: &str) -> Result<Histogram<u64>> {
+    latency::histogram_from_bytes(bytes).or_else(|e| {
         exec_err!("{func}: the argument is {e}; pass the latency.hist column or hdr_merge(hist)")
     })
 }
@@ -74,7 +74,7 @@ impl ScalarUDFImpl for HdrScalar {
                 let out: Int64Array = hists
                     .iter()
                     .map(|b| {
-                        b.map(|b| decode(b, name).map(|h| h.len() as i64))
+                        b.map(|b| histogram_arg(b, name).map(|h| h.len() as i64))
                             .transpose()
                     })
                     .collect::<Result<_>>()?;
@@ -84,7 +84,7 @@ impl ScalarUDFImpl for HdrScalar {
                 let out: Float64Array = hists
                     .iter()
                     .map(|b| {
-                        b.map(|b| decode(b, name))
+                        b.map(|b| histogram_arg(b, name))
                             .transpose()
                             .map(|h| h.filter(|h| !h.is_empty()).map(|h| us_to_ms(h.max())))
                     })
@@ -107,7 +107,7 @@ impl ScalarUDFImpl for HdrScalar {
                             "hdr_quantile: the quantile must be between 0 and 1 (0.99 for p99), got {qi}"
                         );
                     }
-                    let h = decode(hists.value(i), name)?;
+                    let h = histogram_arg(hists.value(i), name)?;
                     out.push((!h.is_empty()).then(|| us_to_ms(h.value_at_quantile(qi))));
                 }
                 Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out))))

@@ -92,7 +92,7 @@ pub fn encode(h: &Histogram<u64>) -> Vec<u8> {
 }
 
 /// Decodes a V2 (or V2 deflate) encoded histogram.
-pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, String> {
+pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, String> {
     let mut reader = bytes;
     Deserializer::new()
         .deserialize(&mut reader)
@@ -146,7 +146,7 @@ impl MergedCounts {
     /// Adds one encoded histogram.
     pub fn add_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
         if !self.add_native(bytes)? {
-            let h = decode(bytes)?;
+            let h = histogram_from_bytes(bytes)?;
             match &mut self.foreign {
                 None => self.foreign = Some(h),
                 Some(f) => f
@@ -408,7 +408,7 @@ impl MinuteSeries {
         if let Some(s) = self.sealed.remove(&minute) {
             // Only after `Engine::flush` (end of input) can a sample reach a sealed minute:
             // reopen it with bucket-equivalent samples.
-            let h = decode(&s.hist).expect("sealed minutes hold our own encoding");
+            let h = histogram_from_bytes(&s.hist).expect("sealed minutes hold our own encoding");
             for r in h.iter_recorded() {
                 let value = r.value_iterated_to();
                 samples.extend(std::iter::repeat_n(value, r.count_at_value() as usize));
@@ -522,7 +522,7 @@ mod tests {
         let mut h = new_histogram();
         samples.iter().for_each(|&v| h.record(v).unwrap());
         let s = MinuteSummary::of(0, &mut samples);
-        let back = decode(&s.hist).unwrap();
+        let back = histogram_from_bytes(&s.hist).unwrap();
         assert_eq!(
             (back.len(), back.max(), back.value_at_quantile(0.5)),
             (h.len(), h.max(), h.value_at_quantile(0.5))
@@ -630,7 +630,7 @@ mod tests {
         assert_eq!(sums.len(), 2);
         assert_eq!(sums[0].count, 1000);
         assert!((sums[0].p99 - 98.5).abs() <= 98.5 * 1e-3, "{}", sums[0].p99);
-        let h = decode(&sums[0].hist).unwrap();
+        let h = histogram_from_bytes(&sums[0].hist).unwrap();
         assert_eq!(h.len(), 1000);
         assert!((sums[1].max - 65_000.0).abs() <= 65.0, "{}", sums[1].max);
         s.evict_before(120_000);
