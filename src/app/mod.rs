@@ -6,6 +6,7 @@
 //! commands. Must not touch: what the library computes (it only calls it).
 
 mod check_config;
+mod embedded;
 mod query;
 mod replay;
 pub mod service;

@@ -13,55 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
-use rdkafka::mocking::MockCluster;
 
 use crate::alerts::sinks::Sinks;
 use crate::alerts::{Evaluator, LiveAlerts};
 use crate::checkpoint::{self, Checkpoint, CheckpointStats, Checkpointer};
 use crate::cli::RunArgs;
 use crate::config::{self, Config};
-use crate::event::parse_rfc3339_ms;
 use crate::http::{router, ServiceState};
 use crate::ingest::kafka::Resume;
 use crate::ingest::kafka::{self, KafkaStatus};
-use crate::sim::{self, KafkaSink, Playback};
 use crate::sql::archive::{ArchiveStats, Archiver};
 use crate::state::Engine;
 use std::collections::BTreeMap;
 
-/// Partitions of the embedded cluster's topic.
-pub const EMBEDDED_PARTITIONS: i32 = 4;
-/// The embedded simulator's first day: the first bad morning of the story.
-pub const EMBEDDED_START: &str = "2020-03-17";
-/// Days the embedded simulator plays.
-pub const EMBEDDED_DAYS: u32 = 28;
-/// The embedded simulator plays the night at full speed and paces from this time of day (ms),
-/// so the login storm starts within a minute of `gatewatch run`.
-pub const EMBEDDED_PACE_FROM_MS: i64 = (7 * 60 + 50) * 60_000;
-
-/// How the service gets its events when no brokers are configured.
-#[derive(Debug, Clone)]
-pub struct Embedded {
-    /// Simulator plan (its `speed` is event seconds per wall second).
-    pub playback: Playback,
-}
-
-impl Embedded {
-    /// The default: the story from 17 March, at `speed`.
-    pub fn story(speed: f64) -> Embedded {
-        let start = parse_rfc3339_ms(&format!("{EMBEDDED_START}T00:00:00Z")).expect("valid date");
-        Embedded {
-            playback: Playback {
-                start_day: start / 86_400_000,
-                days: EMBEDDED_DAYS,
-                seed: 1,
-                users: None,
-                speed,
-                fast_until: Some(start + EMBEDDED_PACE_FROM_MS),
-            },
-        }
-    }
-}
+use super::embedded::embedded_cluster;
+pub use super::embedded::{
+    Embedded, EMBEDDED_DAYS, EMBEDDED_PACE_FROM_MS, EMBEDDED_PARTITIONS, EMBEDDED_START,
+};
 
 /// What the service listens on, once it does.
 #[derive(Debug, Clone)]
@@ -116,6 +84,9 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
 
 /// Runs the service until `shutdown` resolves (or the consumer fails to start).
 /// `on_start` is told the bound address before the first request is served.
+///
+/// Start-up is a sequence of named steps, each a method of [`Service`]; whatever has started
+/// when a step fails is stopped again (see [`StopOnDrop`]).
 pub async fn serve(
     cfg: Config,
     embedded: Option<Embedded>,
@@ -123,137 +94,237 @@ pub async fn serve(
     on_start: impl FnOnce(&Started),
 ) -> anyhow::Result<()> {
     exit_when_a_worker_panics();
-    // With checkpoints: the newest valid one, and where to resume reading.
-    let mut resumed_from = None;
-    let (engine, resume, restored_alerts) = match &cfg.checkpoint.dir {
-        None => (Engine::new(cfg.engine.clone()), None, Vec::new()),
-        Some(dir) => {
-            let (dir, ecfg) = (dir.clone(), cfg.engine.clone());
-            let shown = dir.display().to_string();
-            let (loaded, skipped) =
-                tokio::task::spawn_blocking(move || checkpoint::load_newest(&dir, &ecfg))
-                    .await
-                    .context("loading the checkpoint did not finish")?
-                    .with_context(|| {
-                        format!("cannot read the checkpoint directory {shown}; check its permissions or pick another with --checkpoint-dir")
-                    })?;
-            for why in &skipped {
-                tracing::error!(checkpoint = %why, "Skipping a damaged checkpoint.");
-            }
-            match loaded {
-                Some(r) => {
-                    let positions: BTreeMap<(String, i32), i64> = r
-                        .engine
-                        .positions()
-                        .into_iter()
-                        .map(|(t, p, o)| ((t, p), o))
-                        .collect();
-                    tracing::info!(
-                        path = %r.path.display(),
-                        partitions = positions.len(),
-                        accepted = r.engine.counters().accepted,
-                        "Resuming from a checkpoint."
-                    );
-                    resumed_from = Some((r.path.clone(), r.engine.counters().accepted));
-                    (r.engine, Some(Resume { positions }), r.alerts)
-                }
-                None => {
-                    if skipped.is_empty() {
-                        tracing::info!(dir = %shown, "No checkpoint yet: reading every partition from its beginning.");
-                    } else {
-                        tracing::warn!(dir = %shown, "No usable checkpoint: rebuilding the state from the earliest offsets Kafka still holds.");
-                    }
-                    (
-                        Engine::new(cfg.engine.clone()),
-                        Some(Resume::default()),
-                        Vec::new(),
-                    )
-                }
-            }
-        }
+    let restored = restore_from_checkpoint(&cfg).await?;
+    let evaluator = load_alert_rules(&cfg).await?;
+    let mut service = Service::new(cfg, restored.engine);
+    let alert_topics = service.alert_topics(&evaluator);
+    service.start_embedded_cluster(embedded.as_ref(), &alert_topics)?;
+    service.check_topics(&alert_topics).await?;
+    let listener = service.bind_http().await?;
+    service.start_alerts(evaluator, &restored.alerts)?;
+    service.start_archiver()?;
+    service.start_ingest(restored.resume)?;
+    on_start(&Started {
+        http: listener.local_addr().context("no local address")?,
+        brokers: service.brokers.clone(),
+        embedded: service.cfg.kafka.brokers.is_none(),
+        resumed_from: restored.from,
+    });
+    let served = service.serve_http(listener, shutdown).await;
+    service.stop().await?;
+    served
+}
+
+/// What a checkpoint gave back (or a fresh engine without one).
+struct Restored {
+    engine: Engine,
+    /// Where to resume each partition (`None`: the group's committed offsets, no checkpoints).
+    resume: Option<Resume>,
+    /// The alert evaluator's saved timers.
+    alerts: Vec<u8>,
+    /// The checkpoint file and the events it held.
+    from: Option<(std::path::PathBuf, u64)>,
+}
+
+/// Step 1: with checkpoints, the newest valid one, and where to resume reading.
+async fn restore_from_checkpoint(cfg: &Config) -> anyhow::Result<Restored> {
+    let fresh = |resume| Restored {
+        engine: Engine::new(cfg.engine.clone()),
+        resume,
+        alerts: Vec::new(),
+        from: None,
     };
-    let engine = Arc::new(Mutex::new(engine));
-    let evaluator = {
-        let (rules, engine_cfg) = (cfg.alerts.rules.clone(), cfg.engine.clone());
+    let Some(dir) = &cfg.checkpoint.dir else {
+        return Ok(fresh(None));
+    };
+    let (dir, ecfg) = (dir.clone(), cfg.engine.clone());
+    let shown = dir.display().to_string();
+    let (loaded, skipped) =
+        tokio::task::spawn_blocking(move || checkpoint::load_newest(&dir, &ecfg))
+            .await
+            .context("loading the checkpoint did not finish")?
+            .with_context(|| {
+                format!("cannot read the checkpoint directory {shown}; check its permissions or pick another with --checkpoint-dir")
+            })?;
+    for why in &skipped {
+        tracing::error!(checkpoint = %why, "Skipping a damaged checkpoint.");
+    }
+    let Some(r) = loaded else {
+        if skipped.is_empty() {
+            tracing::info!(dir = %shown, "No checkpoint yet: reading every partition from its beginning.");
+        } else {
+            tracing::warn!(dir = %shown, "No usable checkpoint: rebuilding the state from the earliest offsets Kafka still holds.");
+        }
+        return Ok(fresh(Some(Resume::default())));
+    };
+    let positions: BTreeMap<(String, i32), i64> = r
+        .engine
+        .positions()
+        .into_iter()
+        .map(|(t, p, o)| ((t, p), o))
+        .collect();
+    tracing::info!(
+        path = %r.path.display(),
+        partitions = positions.len(),
+        accepted = r.engine.counters().accepted,
+        "Resuming from a checkpoint."
+    );
+    let from = Some((r.path.clone(), r.engine.counters().accepted));
+    Ok(Restored {
+        engine: r.engine,
+        resume: Some(Resume { positions }),
+        alerts: r.alerts,
+        from,
+    })
+}
+
+/// Step 2: the alert rules, checked (SQL rules are planned, which may take a while).
+async fn load_alert_rules(cfg: &Config) -> anyhow::Result<Evaluator> {
+    let (rules, engine_cfg) = (cfg.alerts.rules.clone(), cfg.engine.clone());
+    Ok(
         tokio::task::spawn_blocking(move || Evaluator::new(&rules, &engine_cfg))
             .await
-            .context("the alert rules check did not finish")??
-    };
-    let alert_topics: Vec<String> = if evaluator.is_empty() {
-        Vec::new()
-    } else {
-        vec![cfg.alerts.topic.clone()]
-    };
-    let status = Arc::new(KafkaStatus::default());
-    // Two flags: the consumer stops first; the embedded cluster only after the consumer has
-    // closed (a consumer closing against a vanished cluster waits for it forever).
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_cluster = Arc::new(AtomicBool::new(false));
-    // However serve ends (an early error included), the threads it started stop.
-    let _stop_guard = StopOnDrop(vec![stop.clone(), stop_cluster.clone()]);
+            .context("the alert rules check did not finish")??,
+    )
+}
 
-    // Embedded mode: a cluster in this process, fed by the simulator on its own thread.
-    let mut sim_thread = None;
-    let brokers = match (&cfg.kafka.brokers, embedded.as_ref()) {
-        (Some(b), _) => b.clone(),
-        (None, None) => anyhow::bail!(
-            "no Kafka brokers configured; pass --brokers or set kafka.brokers in the config"
-        ),
-        (None, Some(emb)) => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let topics = cfg.kafka.topics.clone();
-            let dlq: Vec<String> = topics
-                .iter()
-                .map(|t| cfg.kafka.dead_letter_topic_for(t))
-                .chain(alert_topics.iter().cloned())
-                .collect();
-            let stop = stop_cluster.clone();
-            let playback = emb.playback.clone();
-            sim_thread = Some(
-                std::thread::Builder::new()
-                    .name("embedded-kafka".into())
-                    .spawn(move || embedded_cluster(&topics, &dlq, &playback, &stop, tx))
-                    .context("cannot start the embedded Kafka thread")?,
-            );
-            rx.recv()
-                .context("the embedded Kafka cluster did not start")?
-                .context("cannot start the embedded Kafka cluster")?
-        }
-    };
+/// The running service: the engine, the threads around it, and how to stop them.
+struct Service {
+    cfg: Config,
+    engine: Arc<Mutex<Engine>>,
+    status: Arc<KafkaStatus>,
+    /// The consumer and the other workers stop on this.
+    stop: Arc<AtomicBool>,
+    /// The embedded cluster stops on this, only after the consumer has closed (a consumer
+    /// closing against a vanished cluster waits for it forever).
+    stop_cluster: Arc<AtomicBool>,
+    /// However the service ends (an early error included), the threads it started stop.
+    _stop_guard: StopOnDrop,
+    /// The brokers consumed from (the embedded cluster's address in embedded mode).
+    brokers: String,
+    embedded_cluster: Option<std::thread::JoinHandle<()>>,
+    live_alerts: Option<Arc<Mutex<LiveAlerts>>>,
+    alert_clock: Option<std::thread::JoinHandle<()>>,
+    archive_stats: Option<Arc<ArchiveStats>>,
+    archiver: Option<std::thread::JoinHandle<()>>,
+    checkpoint_stats: Option<Arc<CheckpointStats>>,
+    consumer: Option<std::thread::JoinHandle<()>>,
+    /// The consumer's result, once it returns.
+    consumer_done: Option<tokio::sync::oneshot::Receiver<Result<(), kafka::KafkaIngestError>>>,
+    consumer_failed: Arc<Mutex<Option<kafka::KafkaIngestError>>>,
+}
 
-    {
-        let (kcfg, brokers, extra) = (cfg.kafka.clone(), brokers.clone(), alert_topics.clone());
-        let checked =
-            tokio::task::spawn_blocking(move || kafka::check_topics(&kcfg, &brokers, &extra))
-                .await
-                .context("the topic check did not finish")?;
-        if let Err(e) = checked {
-            stop.store(true, Ordering::Relaxed);
-            return Err(e.into());
+impl Service {
+    fn new(cfg: Config, engine: Engine) -> Service {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_cluster = Arc::new(AtomicBool::new(false));
+        Service {
+            brokers: cfg.kafka.brokers.clone().unwrap_or_default(),
+            cfg,
+            engine: Arc::new(Mutex::new(engine)),
+            status: Arc::new(KafkaStatus::default()),
+            _stop_guard: StopOnDrop(vec![stop.clone(), stop_cluster.clone()]),
+            stop,
+            stop_cluster,
+            embedded_cluster: None,
+            live_alerts: None,
+            alert_clock: None,
+            archive_stats: None,
+            archiver: None,
+            checkpoint_stats: None,
+            consumer: None,
+            consumer_done: None,
+            consumer_failed: Arc::new(Mutex::new(None)),
         }
     }
-    let listener = tokio::net::TcpListener::bind(cfg.http.bind)
-        .await
-        .with_context(|| {
+
+    /// The topics alerts are produced to (none without rules).
+    fn alert_topics(&self, evaluator: &Evaluator) -> Vec<String> {
+        if evaluator.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.cfg.alerts.topic.clone()]
+        }
+    }
+
+    /// Step 3: without brokers, a cluster in this process, fed by the simulator on its own
+    /// thread.
+    fn start_embedded_cluster(
+        &mut self,
+        embedded: Option<&Embedded>,
+        alert_topics: &[String],
+    ) -> anyhow::Result<()> {
+        match (&self.cfg.kafka.brokers, embedded) {
+            (Some(_), _) => Ok(()),
+            (None, None) => anyhow::bail!(
+                "no Kafka brokers configured; pass --brokers or set kafka.brokers in the config"
+            ),
+            (None, Some(emb)) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let topics = self.cfg.kafka.topics.clone();
+                let dlq: Vec<String> = topics
+                    .iter()
+                    .map(|t| self.cfg.kafka.dead_letter_topic_for(t))
+                    .chain(alert_topics.iter().cloned())
+                    .collect();
+                let stop = self.stop_cluster.clone();
+                let playback = emb.playback.clone();
+                self.embedded_cluster = Some(
+                    std::thread::Builder::new()
+                        .name("embedded-kafka".into())
+                        .spawn(move || embedded_cluster(&topics, &dlq, &playback, &stop, tx))
+                        .context("cannot start the embedded Kafka thread")?,
+                );
+                self.brokers = rx
+                    .recv()
+                    .context("the embedded Kafka cluster did not start")?
+                    .context("cannot start the embedded Kafka cluster")?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Step 4: the input topics exist (and the alert topic, created if missing).
+    async fn check_topics(&self, alert_topics: &[String]) -> anyhow::Result<()> {
+        let (kcfg, brokers, extra) = (
+            self.cfg.kafka.clone(),
+            self.brokers.clone(),
+            alert_topics.to_vec(),
+        );
+        tokio::task::spawn_blocking(move || kafka::check_topics(&kcfg, &brokers, &extra))
+            .await
+            .context("the topic check did not finish")??;
+        Ok(())
+    }
+
+    /// Step 5: the HTTP address is ours.
+    async fn bind_http(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        let bind = self.cfg.http.bind;
+        let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
             format!(
-                "cannot listen on {} for HTTP; pick a free address with --http or http.bind",
-                cfg.http.bind
+                "cannot listen on {bind} for HTTP; pick a free address with --http or http.bind"
             )
         })?;
-    let http = listener.local_addr().context("no local address")?;
-    if !http.ip().is_loopback() && cfg.http.token.is_none() {
-        tracing::warn!(
-            bind = %http,
-            "HTTP listens beyond this machine without a token: anyone who can reach it can read the data; set http.token or GATEWATCH_HTTP_TOKEN."
-        );
+        let http = listener.local_addr().context("no local address")?;
+        if !http.ip().is_loopback() && self.cfg.http.token.is_none() {
+            tracing::warn!(
+                bind = %http,
+                "HTTP listens beyond this machine without a token: anyone who can reach it can read the data; set http.token or GATEWATCH_HTTP_TOKEN."
+            );
+        }
+        Ok(listener)
     }
 
-    let live_alerts = if evaluator.is_empty() {
-        None
-    } else {
-        let sinks = Sinks::new(&cfg.alerts, Some((&cfg.kafka, &brokers)))?;
-        let mut live = LiveAlerts::new(evaluator, sinks, cfg.alerts.idle_timeout_ms);
-        match live.restore_state(&restored_alerts) {
+    /// Step 6: with rules, the evaluator and its sinks (timers restored from the checkpoint),
+    /// and the alert clock, which evaluates when the input is quiet (no batch arrives to drive
+    /// it).
+    fn start_alerts(&mut self, evaluator: Evaluator, restored: &[u8]) -> anyhow::Result<()> {
+        if evaluator.is_empty() {
+            return Ok(());
+        }
+        let sinks = Sinks::new(&self.cfg.alerts, Some((&self.cfg.kafka, &self.brokers)))?;
+        let mut live = LiveAlerts::new(evaluator, sinks, self.cfg.alerts.idle_timeout_ms);
+        match live.restore_state(restored) {
             Ok(fresh) => {
                 for rule in fresh {
                     tracing::info!(
@@ -266,226 +337,240 @@ pub async fn serve(
                 tracing::error!(error = %e, "The checkpoint's alert timers are unreadable; the rules start afresh.")
             }
         }
-        Some(Arc::new(Mutex::new(live)))
-    };
-    // The alert clock: evaluates when the input is quiet (no batch arrives to drive it).
-    let alert_clock = match &live_alerts {
-        None => None,
-        Some(live) => {
-            let (live, engine, stop) = (live.clone(), engine.clone(), stop.clone());
-            Some(
-                std::thread::Builder::new()
-                    .name("alert-clock".into())
-                    // Alert rules and archive queries plan SQL here (see sql::nesting).
-                    .stack_size(crate::sql::nesting::STACK_BYTES)
-                    .spawn(move || {
-                        while !stop.load(Ordering::Relaxed) {
-                            std::thread::sleep(ALERT_CLOCK);
-                            if let Ok(mut l) = live.try_lock() {
-                                l.poll(&engine);
-                            }
+        let live = Arc::new(Mutex::new(live));
+        self.live_alerts = Some(live.clone());
+        let (engine, stop) = (self.engine.clone(), self.stop.clone());
+        self.alert_clock = Some(
+            std::thread::Builder::new()
+                .name("alert-clock".into())
+                // Alert rules and archive queries plan SQL here (see sql::nesting).
+                .stack_size(crate::sql::nesting::STACK_BYTES)
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(ALERT_CLOCK);
+                        if let Ok(mut l) = live.try_lock() {
+                            l.poll(&engine);
                         }
-                    })
-                    .context("cannot start the alert clock thread")?,
-            )
-        }
-    };
+                    }
+                })
+                .context("cannot start the alert clock thread")?,
+        );
+        Ok(())
+    }
 
-    // The archive: sealed hours to Parquet, on a thread of its own.
-    let archive_stats = cfg
-        .archive
-        .as_ref()
-        .map(|_| Arc::new(ArchiveStats::default()));
-    let archiver = match (&cfg.archive, &archive_stats) {
-        (Some(dir), Some(stats)) => {
-            let mut a = Archiver::new(dir.clone(), cfg.engine.allowed_lateness_ms, stats.clone());
-            let (engine, stop) = (engine.clone(), stop.clone());
-            Some(
-                std::thread::Builder::new()
-                    .name("archiver".into())
-                    // Alert rules and archive queries plan SQL here (see sql::nesting).
-                    .stack_size(crate::sql::nesting::STACK_BYTES)
-                    .spawn(move || {
-                        while !stop.load(Ordering::Relaxed) {
-                            a.step(&engine);
-                            for _ in 0..20 {
-                                if stop.load(Ordering::Relaxed) {
-                                    break;
-                                }
-                                std::thread::sleep(std::time::Duration::from_millis(100));
-                            }
-                        }
-                    })
-                    .context("cannot start the archiver thread")?,
-            )
-        }
-        _ => None,
-    };
-    let checkpoint_stats = cfg
-        .checkpoint
-        .dir
-        .as_ref()
-        .map(|_| Arc::new(CheckpointStats::default()));
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let consumer = {
-        let panic_in_apply = fault_injected("panic-in-apply");
-        let live = live_alerts.clone();
-        let kcfg = cfg.kafka.clone();
-        let brokers = brokers.clone();
-        let engine = engine.clone();
-        let status = status.clone();
-        let stop = stop.clone();
-        let mut checkpointer = match (&cfg.checkpoint.dir, &checkpoint_stats) {
-            (Some(dir), Some(stats)) => Some(
-                Checkpointer::start(
-                    dir.clone(),
-                    cfg.checkpoint.interval_ms,
-                    cfg.checkpoint.keep,
-                    stats.clone(),
-                )
-                .context("cannot start the checkpoint writer")?,
-            ),
-            _ => None,
+    /// Step 7: with an archive, sealed hours to Parquet, on a thread of its own.
+    fn start_archiver(&mut self) -> anyhow::Result<()> {
+        let Some(dir) = &self.cfg.archive else {
+            return Ok(());
         };
-        std::thread::Builder::new()
-            .name("kafka-ingest".into())
-            // Alert rules and archive queries plan SQL here (see sql::nesting).
-            .stack_size(crate::sql::nesting::STACK_BYTES)
-            .spawn(move || {
-                let capture = |engine: &Mutex<Engine>, live: &Option<Arc<Mutex<LiveAlerts>>>| {
-                    // Alerts, then engine: the order the evaluator takes them in.
-                    let l = live.as_ref().map(|l| l.lock().expect("alerts lock"));
-                    let e = engine.lock().expect("engine lock");
-                    Checkpoint::capture(&e, l.map(|l| l.save_state()).unwrap_or_default())
-                };
-                let r = kafka::consume(
-                    &kcfg,
-                    &brokers,
-                    status,
-                    &stop,
-                    resume,
-                    |batch, rejects, positions| {
-                        // Between batches: everything before this one is applied, dead-lettered
-                        // and its offsets stored, so the checkpoint and its positions agree.
-                        if let Some(c) = checkpointer.as_mut().filter(|c| c.due()) {
-                            c.take(|| capture(&engine, &live));
-                        }
-                        if panic_in_apply {
-                            panic!("GATEWATCH_FAULT=panic-in-apply");
-                        }
-                        let late = {
-                            let mut e = engine.lock().expect("engine lock");
-                            for &r in rejects {
-                                e.count_rejected(r, 1);
+        let stats = Arc::new(ArchiveStats::default());
+        self.archive_stats = Some(stats.clone());
+        let mut a = Archiver::new(dir.clone(), self.cfg.engine.allowed_lateness_ms, stats);
+        let (engine, stop) = (self.engine.clone(), self.stop.clone());
+        self.archiver = Some(
+            std::thread::Builder::new()
+                .name("archiver".into())
+                // Alert rules and archive queries plan SQL here (see sql::nesting).
+                .stack_size(crate::sql::nesting::STACK_BYTES)
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        a.step(&engine);
+                        for _ in 0..20 {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
                             }
-                            e.set_wall_clock(wall_clock_ms());
-                            let late = e.apply_view(batch.clone()).rejected_rows;
-                            e.record_positions(positions.iter().copied());
-                            late
-                        };
-                        // Alerts are evaluated on the ingest path, after the batch (rounds are
-                        // rate-limited; if the clock thread is evaluating, it covers this batch).
-                        if let Some(l) = &live {
-                            if let Ok(mut l) = l.try_lock() {
-                                l.poll(&engine);
-                            }
+                            std::thread::sleep(std::time::Duration::from_millis(100));
                         }
-                        late
-                    },
-                );
-                // The consumer has stopped: everything read is applied. One last checkpoint.
-                if let Some(c) = checkpointer {
-                    c.finish(Some(capture(&engine, &live)));
-                }
-                let _ = done_tx.send(r);
-            })
-            .context("cannot start the Kafka consumer thread")?
-    };
+                    }
+                })
+                .context("cannot start the archiver thread")?,
+        );
+        Ok(())
+    }
 
-    on_start(&Started {
-        http,
-        brokers: brokers.clone(),
-        embedded: cfg.kafka.brokers.is_none(),
-        resumed_from,
-    });
-    let state = Arc::new(ServiceState {
-        engine,
-        kafka: status,
-        started: Instant::now(),
-        alerts: live_alerts.clone(),
-        queries: crate::sql::QueryRunner::new(
-            crate::sql::Limits {
-                max_rows: cfg.http.max_rows,
-                timeout: std::time::Duration::from_millis(cfg.http.query_timeout_ms as u64),
-                memory_bytes: cfg.http.query_memory_bytes,
-                max_result_bytes: cfg.http.max_result_bytes,
-                max_concurrent: cfg.http.max_queries,
-            },
-            cfg.archive.clone(),
-        )
-        .context("cannot start the query threads")?,
-        archive: archive_stats,
-        token: cfg.http.token.clone(),
-        bind: http,
-        max_body_bytes: cfg.http.max_body_bytes,
-        body_timeout: std::time::Duration::from_millis(cfg.http.body_timeout_ms as u64),
-        checkpoints: checkpoint_stats,
-    });
-    let consumer_failed = Arc::new(Mutex::new(None));
-    let failed = consumer_failed.clone();
-    let limits = crate::http::server::ConnectionLimits {
-        max_connections: cfg.http.max_connections,
-        header_timeout: std::time::Duration::from_millis(cfg.http.header_timeout_ms as u64),
-    };
-    let served = crate::http::server::serve(listener, router(state), limits, async move {
-        tokio::select! {
-            _ = shutdown => {}
-            r = done_rx => {
-                if let Ok(Err(e)) = r {
-                    *failed.lock().expect("not poisoned") = Some(e);
+    /// Step 8: the Kafka consumer on its own thread, applying batches to the engine,
+    /// evaluating alerts after each and taking checkpoints between them.
+    fn start_ingest(&mut self, resume: Option<Resume>) -> anyhow::Result<()> {
+        let mut checkpointer = match &self.cfg.checkpoint.dir {
+            Some(dir) => {
+                let stats = Arc::new(CheckpointStats::default());
+                self.checkpoint_stats = Some(stats.clone());
+                Some(
+                    Checkpointer::start(
+                        dir.clone(),
+                        self.cfg.checkpoint.interval_ms,
+                        self.cfg.checkpoint.keep,
+                        stats,
+                    )
+                    .context("cannot start the checkpoint writer")?,
+                )
+            }
+            None => None,
+        };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        self.consumer_done = Some(done_rx);
+        let panic_in_apply = fault_injected("panic-in-apply");
+        let live = self.live_alerts.clone();
+        let kcfg = self.cfg.kafka.clone();
+        let brokers = self.brokers.clone();
+        let engine = self.engine.clone();
+        let status = self.status.clone();
+        let stop = self.stop.clone();
+        self.consumer = Some(
+            std::thread::Builder::new()
+                .name("kafka-ingest".into())
+                // Alert rules and archive queries plan SQL here (see sql::nesting).
+                .stack_size(crate::sql::nesting::STACK_BYTES)
+                .spawn(move || {
+                    let capture =
+                        |engine: &Mutex<Engine>, live: &Option<Arc<Mutex<LiveAlerts>>>| {
+                            // Alerts, then engine: the order the evaluator takes them in.
+                            let l = live.as_ref().map(|l| l.lock().expect("alerts lock"));
+                            let e = engine.lock().expect("engine lock");
+                            Checkpoint::capture(&e, l.map(|l| l.save_state()).unwrap_or_default())
+                        };
+                    let r = kafka::consume(
+                        &kcfg,
+                        &brokers,
+                        status,
+                        &stop,
+                        resume,
+                        |batch, rejects, positions| {
+                            // Between batches: everything before this one is applied,
+                            // dead-lettered and its offsets stored, so the checkpoint and its
+                            // positions agree.
+                            if let Some(c) = checkpointer.as_mut().filter(|c| c.due()) {
+                                c.take(|| capture(&engine, &live));
+                            }
+                            if panic_in_apply {
+                                panic!("GATEWATCH_FAULT=panic-in-apply");
+                            }
+                            let late = {
+                                let mut e = engine.lock().expect("engine lock");
+                                for &r in rejects {
+                                    e.count_rejected(r, 1);
+                                }
+                                e.set_wall_clock(wall_clock_ms());
+                                let late = e.apply_view(batch.clone()).rejected_rows;
+                                e.record_positions(positions.iter().copied());
+                                late
+                            };
+                            // Alerts are evaluated on the ingest path, after the batch (rounds
+                            // are rate-limited; if the clock thread is evaluating, it covers
+                            // this batch).
+                            if let Some(l) = &live {
+                                if let Ok(mut l) = l.try_lock() {
+                                    l.poll(&engine);
+                                }
+                            }
+                            late
+                        },
+                    );
+                    // The consumer has stopped: everything read is applied. One last checkpoint.
+                    if let Some(c) = checkpointer {
+                        c.finish(Some(capture(&engine, &live)));
+                    }
+                    let _ = done_tx.send(r);
+                })
+                .context("cannot start the Kafka consumer thread")?,
+        );
+        Ok(())
+    }
+
+    /// Step 9: HTTP until `shutdown` resolves or the consumer stops with an error.
+    async fn serve_http(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let http = listener.local_addr().context("no local address")?;
+        let cfg = &self.cfg.http;
+        let state = Arc::new(ServiceState {
+            engine: self.engine.clone(),
+            kafka: self.status.clone(),
+            started: Instant::now(),
+            alerts: self.live_alerts.clone(),
+            queries: crate::sql::QueryRunner::new(
+                crate::sql::Limits {
+                    max_rows: cfg.max_rows,
+                    timeout: std::time::Duration::from_millis(cfg.query_timeout_ms as u64),
+                    memory_bytes: cfg.query_memory_bytes,
+                    max_result_bytes: cfg.max_result_bytes,
+                    max_concurrent: cfg.max_queries,
+                },
+                self.cfg.archive.clone(),
+            )
+            .context("cannot start the query threads")?,
+            archive: self.archive_stats.clone(),
+            token: cfg.token.clone(),
+            bind: http,
+            max_body_bytes: cfg.max_body_bytes,
+            body_timeout: std::time::Duration::from_millis(cfg.body_timeout_ms as u64),
+            checkpoints: self.checkpoint_stats.clone(),
+        });
+        let limits = crate::http::server::ConnectionLimits {
+            max_connections: cfg.max_connections,
+            header_timeout: std::time::Duration::from_millis(cfg.header_timeout_ms as u64),
+        };
+        let failed = self.consumer_failed.clone();
+        let done_rx = self.consumer_done.take().expect("start_ingest ran");
+        crate::http::server::serve(listener, router(state), limits, async move {
+            tokio::select! {
+                _ = shutdown => {}
+                r = done_rx => {
+                    if let Ok(Err(e)) = r {
+                        *failed.lock().expect("not poisoned") = Some(e);
+                    }
                 }
             }
-        }
-    });
-    let served = served.await.context("the HTTP server failed");
-    stop.store(true, Ordering::Relaxed);
-    // The consumer commits what it applied, then closes (leaves the group). Closing waits for
-    // the group coordinator; do not let a dead broker keep the process from exiting.
-    let deadline = Instant::now() + CONSUMER_CLOSE_TIMEOUT;
-    while !consumer.is_finished() && Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    if consumer.is_finished() {
-        let _ = consumer.join();
-    } else {
-        tracing::warn!(
-            "The Kafka consumer did not close within {}s; exiting anyway (applied offsets were already committed).",
-            CONSUMER_CLOSE_TIMEOUT.as_secs()
-        );
-    }
-    if let Some(t) = archiver {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
-    if let Some(t) = alert_clock {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
-    if let Some(live) = &live_alerts {
-        let live = live.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            live.lock()
-                .expect("not poisoned")
-                .flush(std::time::Duration::from_secs(5))
         })
-        .await;
+        .await
+        .context("the HTTP server failed")
     }
-    stop_cluster.store(true, Ordering::Relaxed);
-    if let Some(t) = sim_thread {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+
+    /// Step 10: the consumer commits what it applied and leaves its group; the other threads
+    /// stop; firing alerts are flushed to their sinks; the embedded cluster goes last.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        // Closing waits for the group coordinator; do not let a dead broker keep the process
+        // from exiting.
+        if let Some(consumer) = self.consumer.take() {
+            let deadline = Instant::now() + CONSUMER_CLOSE_TIMEOUT;
+            while !consumer.is_finished() && Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if consumer.is_finished() {
+                let _ = consumer.join();
+            } else {
+                tracing::warn!(
+                    "The Kafka consumer did not close within {}s; exiting anyway (applied offsets were already committed).",
+                    CONSUMER_CLOSE_TIMEOUT.as_secs()
+                );
+            }
+        }
+        for t in [self.archiver.take(), self.alert_clock.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if let Some(live) = self.live_alerts.clone() {
+            let _ = tokio::task::spawn_blocking(move || {
+                live.lock()
+                    .expect("not poisoned")
+                    .flush(std::time::Duration::from_secs(5))
+            })
+            .await;
+        }
+        self.stop_cluster.store(true, Ordering::Relaxed);
+        if let Some(t) = self.embedded_cluster.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if let Some(e) = self.consumer_failed.lock().expect("not poisoned").take() {
+            return Err(e.into());
+        }
+        Ok(())
     }
-    if let Some(e) = consumer_failed.lock().expect("not poisoned").take() {
-        return Err(e.into());
-    }
-    served
 }
 
 /// How often the alert clock looks for due evaluations when no batch arrives.
@@ -502,60 +587,6 @@ impl Drop for StopOnDrop {
             s.store(true, Ordering::Relaxed);
         }
     }
-}
-
-/// Owns the in-process cluster for as long as the service runs: creates the topics, reports the
-/// bootstrap address, plays the simulator, then waits for `stop`.
-fn embedded_cluster(
-    topics: &[String],
-    dlq: &[String],
-    playback: &Playback,
-    stop: &AtomicBool,
-    ready: std::sync::mpsc::Sender<anyhow::Result<String>>,
-) {
-    let setup = || -> anyhow::Result<(MockCluster<'static, _>, String)> {
-        let cluster = MockCluster::new(1)?;
-        for t in topics {
-            cluster.create_topic(t, EMBEDDED_PARTITIONS, 1)?;
-        }
-        for t in dlq {
-            cluster.create_topic(t, 1, 1)?;
-        }
-        let b = cluster.bootstrap_servers();
-        Ok((cluster, b))
-    };
-    let (cluster, brokers) = match setup() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(brokers.clone()));
-    let topic = &topics[0];
-    // The in-process cluster finds a fetch offset by walking every message set it holds, so
-    // fewer, larger produce batches keep its cost down over a long run.
-    let sim_properties =
-        std::collections::BTreeMap::from([("linger.ms".to_string(), "100".to_string())]);
-    match KafkaSink::new(&brokers, topic, &sim_properties) {
-        Ok(mut sink) => match sim::play(playback, &mut sink, stop) {
-            Ok(n) => {
-                if let Err(e) = sink.finish() {
-                    tracing::error!(error = %e, "The embedded simulator stopped.");
-                } else if stop.load(Ordering::Relaxed) {
-                    tracing::info!(events = n, "The embedded simulator stopped.");
-                } else {
-                    tracing::info!(events = n, "The embedded simulator finished its story.");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "The embedded simulator stopped."),
-        },
-        Err(e) => tracing::error!(error = %e, "The embedded simulator could not start."),
-    }
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    drop(cluster);
 }
 
 /// `gatewatch run` from the command line: Ctrl-C or SIGTERM stops it.
