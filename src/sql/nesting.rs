@@ -159,6 +159,11 @@ pub fn estimated_depth(sql: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_kafka_apply_thread_gets_the_planning_stack() {
+        assert_eq!(crate::ingest::kafka::APPLY_STACK_BYTES, STACK_BYTES);
+    }
+
     fn depth(sql: &str) -> usize {
         estimated_depth(sql).unwrap()
     }

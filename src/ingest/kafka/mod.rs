@@ -43,6 +43,11 @@ pub use client::{check_topics, Resume};
 use dead_letter::*;
 use ffi::*;
 
+/// Stack of the thread that runs `apply`: the service evaluates alert rules there, and SQL
+/// rules are planned and run on it, so it is `sql::nesting::STACK_BYTES` (a test there checks
+/// they are equal; `ingest` does not reach up to `sql`).
+pub const APPLY_STACK_BYTES: usize = 64 << 20;
+
 /// Most messages decoded and applied as one batch.
 pub const MAX_BATCH: usize = 8192;
 
@@ -225,8 +230,7 @@ where
             let mut apply = apply;
             std::thread::Builder::new()
                 .name("kafka-apply".into())
-                // SQL alert rules are planned and run here (see sql::nesting).
-                .stack_size(crate::sql::nesting::STACK_BYTES)
+                .stack_size(APPLY_STACK_BYTES)
                 .spawn_scoped(scope, move || {
                     for mut raw in from_poller {
                         process(cfg, consumer, producer, status, &raw, &mut apply);
