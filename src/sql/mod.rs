@@ -19,7 +19,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 
 use crate::state::Snapshot;
-use tables::{SnapshotTable, Table};
+use tables::{GatewatchTable, SnapshotTable, Table};
 
 /// A query that could not be answered, in words for the person who wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +146,11 @@ pub fn archive_context(dir: &std::path::Path) -> SessionContext {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ctx = SessionContext::new_with_config(session_config(cores));
     for t in archive::ARCHIVED {
-        ctx.register_table(t.name(), Arc::new(archive::ArchiveTable::new(dir, t, None)))
-            .expect("fresh context has no tables");
+        ctx.register_table(
+            t.name(),
+            GatewatchTable::provider(archive::ArchiveTable::new(dir, t, None)),
+        )
+        .expect("fresh context has no tables");
     }
     register_functions(&ctx);
     ctx
@@ -173,8 +176,7 @@ fn context_with(
 ) -> SessionContext {
     let horizon = archive.and_then(archive::archived_through);
     for t in Table::ALL {
-        let memory: Arc<dyn datafusion::catalog::TableProvider> =
-            Arc::new(SnapshotTable::new(t, snapshot.clone()));
+        let memory = GatewatchTable::provider(SnapshotTable::new(t, snapshot.clone()));
         let provider = match (archive, horizon) {
             (Some(dir), Some(h)) if archive::ARCHIVED.contains(&t) => {
                 archive::spanning(t, memory, dir, h).expect("a union of two scans plans")

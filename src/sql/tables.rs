@@ -1,4 +1,5 @@
-//! The six tables of DESIGN §2 as DataFusion table providers over one [`Snapshot`].
+//! The six tables (docs/sql.md) as DataFusion table providers over one [`Snapshot`], and the one
+//! `TableProvider` ([`GatewatchTable`]) that every gatewatch table, in memory or archived, is.
 //!
 //! Owns: the column names, types and meaning of `events`, `sessions`, `concurrency`, `latency`,
 //! `servers` and `alerts`. A table's batches are built from the snapshot when a query scans it,
@@ -766,28 +767,20 @@ impl fmt::Debug for SnapshotTable {
 }
 
 #[async_trait]
-impl TableProvider for SnapshotTable {
-    fn schema(&self) -> SchemaRef {
-        self.table.schema()
+impl RowSource for SnapshotTable {
+    fn table(&self) -> Table {
+        self.table
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn pushdown(&self) -> TableProviderFilterPushDown {
         // `concurrency` sweeps only the seconds filters on `ts` allow, `latency` builds only the
         // minutes and metrics its filters allow; DataFusion still applies every filter
         // (Inexact), so the result is exact whatever the filter says.
-        let how = if matches!(self.table, Table::Concurrency | Table::Latency) {
+        if matches!(self.table, Table::Concurrency | Table::Latency) {
             TableProviderFilterPushDown::Inexact
         } else {
             TableProviderFilterPushDown::Unsupported
-        };
-        Ok(vec![how; filters.len()])
+        }
     }
 
     async fn scan(
@@ -815,7 +808,7 @@ impl TableProvider for SnapshotTable {
         let batches = self
             .built
             .get_or_init(|| self.table.batches(&self.snapshot));
-        let (schema, projection) = (self.schema(), projection.cloned());
+        let (schema, projection) = (self.table.schema(), projection.cloned());
         // Spread batches over the configured partitions so scans use every core.
         let mut partitions: Vec<Vec<RecordBatch>> =
             vec![Vec::new(); parts.min(batches.len()).max(1)];
@@ -825,6 +818,64 @@ impl TableProvider for SnapshotTable {
         }
         let exec = MemorySourceConfig::try_new_exec(&partitions, schema, projection)?;
         Ok(exec)
+    }
+}
+
+/// Where a table's rows come from: what differs between gatewatch's table providers (memory,
+/// archive). [`GatewatchTable`] is the one `TableProvider` around each.
+#[async_trait]
+pub trait RowSource: fmt::Debug + Send + Sync + 'static {
+    /// The table the rows belong to (its schema is the table's).
+    fn table(&self) -> Table;
+    /// How the source uses a query's filters. `Inexact` at most: DataFusion always applies
+    /// them again, so a source may use a filter to skip rows but never has to be exact.
+    fn pushdown(&self) -> TableProviderFilterPushDown;
+    /// The plan that reads the rows.
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
+/// A gatewatch table for DataFusion: the table's schema, a base table, its source's scan.
+#[derive(Debug)]
+pub struct GatewatchTable<S>(pub S);
+
+impl<S: RowSource> GatewatchTable<S> {
+    /// `source` as a table provider.
+    pub fn provider(source: S) -> Arc<dyn TableProvider> {
+        Arc::new(GatewatchTable(source))
+    }
+}
+
+#[async_trait]
+impl<S: RowSource> TableProvider for GatewatchTable<S> {
+    fn schema(&self) -> SchemaRef {
+        self.0.table().schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![self.0.pushdown(); filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
     }
 }
 

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
@@ -18,15 +17,13 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::provider_as_source;
 use datafusion::error::Result;
-use datafusion::logical_expr::{
-    col, lit, Expr, LogicalPlanBuilder, TableProviderFilterPushDown, TableType,
-};
+use datafusion::logical_expr::{col, lit, Expr, LogicalPlanBuilder, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::layout::{hours, time_column, HOUR_MS};
 use crate::sql::bounds::time_bounds;
-use crate::sql::tables::Table;
+use crate::sql::tables::{GatewatchTable, RowSource, Table};
 
 /// A damaged file fails the query with its name, before the Parquet reader sees it (its
 /// footer is trusted by the reader, and a bad one can make it panic): magic at both ends and a
@@ -81,21 +78,14 @@ impl ArchiveTable {
 }
 
 #[async_trait]
-impl TableProvider for ArchiveTable {
-    fn schema(&self) -> SchemaRef {
-        self.table.schema()
+impl RowSource for ArchiveTable {
+    fn table(&self) -> Table {
+        self.table
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn pushdown(&self) -> TableProviderFilterPushDown {
         // Used for pruning hours and Parquet row groups; DataFusion still applies them.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        TableProviderFilterPushDown::Inexact
     }
 
     async fn scan(
@@ -125,7 +115,7 @@ impl TableProvider for ArchiveTable {
                 }
             }
         }
-        let schema = self.schema();
+        let schema = self.table.schema();
         if urls.is_empty() {
             let projected = match projection {
                 Some(p) => Arc::new(schema.project(p)?),
@@ -163,7 +153,11 @@ pub fn spanning(
         .build()?;
     let archived = LogicalPlanBuilder::scan(
         table.name(),
-        provider_as_source(Arc::new(ArchiveTable::new(dir, table, Some(horizon)))),
+        provider_as_source(GatewatchTable::provider(ArchiveTable::new(
+            dir,
+            table,
+            Some(horizon),
+        ))),
         None,
     )?
     .build()?;
