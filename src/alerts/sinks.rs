@@ -13,7 +13,6 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use serde_json::json;
 
 use super::Emission;
 use crate::config::{AlertsConfig, KafkaConfig, WebhookConfig};
@@ -41,19 +40,7 @@ pub struct SinkStats {
 
 /// The JSON form of a record (the alerts topic, webhooks).
 pub fn record_json(r: &AlertRecord) -> serde_json::Value {
-    json!({
-        "id": r.id,
-        "ts": format_rfc3339_ms(r.ts),
-        "rule": r.rule,
-        "key": r.key,
-        "server": r.server,
-        "state": r.state,
-        "severity": r.severity,
-        "value": r.value,
-        "threshold": r.threshold,
-        "since": format_rfc3339_ms(r.since),
-        "labels": r.labels,
-    })
+    serde_json::to_value(r).expect("an alert record serialises")
 }
 
 struct AlertProducerContext {
@@ -249,5 +236,43 @@ fn deliver_webhook(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON every sink sends, field by field as the docs list it.
+    #[test]
+    fn a_record_serialises_to_the_documented_json() {
+        let r = AlertRecord {
+            ts: 1_584_434_700_000,
+            rule: "gateway-near-full".into(),
+            key: "gw-03".into(),
+            server: Some("gw-03".into()),
+            state: "firing",
+            severity: "page".into(),
+            value: Some(0.93),
+            threshold: None,
+            since: 1_584_434_640_000,
+            labels: [("team".to_string(), "remote-access".to_string())].into(),
+            id: "00ff".into(),
+        };
+        let want = serde_json::json!({
+            "id": "00ff",
+            "ts": "2020-03-17T08:45:00.000Z",
+            "rule": "gateway-near-full",
+            "key": "gw-03",
+            "server": "gw-03",
+            "state": "firing",
+            "severity": "page",
+            "value": 0.93,
+            "threshold": null,
+            "since": "2020-03-17T08:44:00.000Z",
+            "labels": {"team": "remote-access"},
+        });
+        assert_eq!(record_json(&r), want);
+        assert_eq!(record_json(&r).to_string(), want.to_string());
     }
 }

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One alert transition (`firing` or `resolved`): a row of the `alerts` table and the record
-/// every sink receives.
-#[derive(Debug, Clone, PartialEq)]
+/// every sink receives. Its JSON form (the alerts topic, webhooks, `/api/alerts`) is its
+/// serialisation, times as RFC 3339.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AlertRecord {
     /// Event time of the transition (the evaluation time), epoch ms.
+    #[serde(serialize_with = "rfc3339")]
     pub ts: i64,
     /// Rule name.
     pub rule: String,
@@ -28,11 +30,16 @@ pub struct AlertRecord {
     pub threshold: Option<f64>,
     /// For `firing`: when the condition started to hold (start of `for`); for `resolved`:
     /// when the alert fired.
+    #[serde(serialize_with = "rfc3339")]
     pub since: i64,
     /// The rule's labels.
     pub labels: BTreeMap<String, String>,
     /// Stable id: the same transition has the same id in `run` and `replay`.
     pub id: String,
+}
+
+fn rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::event::format_rfc3339_ms(*ms))
 }
 
 impl AlertRecord {
