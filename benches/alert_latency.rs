@@ -19,13 +19,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gatewatch::app::service::serve;
 use gatewatch::config::Config;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::Message;
+
+mod common;
+use common::Service;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -99,23 +101,8 @@ servers = ["gw-x"]
             }
         }
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(serve(
-            cfg,
-            None,
-            async move {
-                let _ = stop_rx.await;
-            },
-            |s| eprintln!("service at http://{}", s.http),
-        ))
-        .unwrap();
-    });
+    let service = Service::start_with_workers(cfg, None, 1);
+    eprintln!("service at {}", service.url());
 
     // Every server streams samples, gw-x too: a server's alerts are evaluated on its own
     // event-time clock.
@@ -254,8 +241,7 @@ servers = ["gw-x"]
     let produced = sent.load(Ordering::Relaxed) - sent_before;
     stop.store(true, Ordering::Relaxed);
     background.join().unwrap();
-    let _ = stop_tx.send(());
-    service.join().unwrap();
+    service.stop().unwrap();
     drop(cluster);
 
     let summary = |name: &str, v: &mut Vec<i64>| {

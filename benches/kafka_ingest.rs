@@ -47,7 +47,7 @@ fn main() {
         .and_then(|d| d.parse().ok())
         .unwrap_or(3);
     let topic = format!("bench-{}", std::process::id());
-    create_topic(&brokers, &topic);
+    create_topic(&brokers, &topic, 4);
 
     let t = Instant::now();
     let mut sink = KafkaSink::new(&brokers, &topic, &Default::default()).unwrap();

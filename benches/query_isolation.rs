@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatewatch::app::service;
-use gatewatch::config::Config;
 use gatewatch::http_client::{request, Url};
 use gatewatch::sim::{self, KafkaSink, Playback};
 
@@ -25,7 +23,7 @@ const RUNAWAY: &str =
     "SELECT count(*) FROM events a, events b, events c WHERE a.server <> c.server";
 
 mod common;
-use common::create_topic;
+use common::{config, create_topic, Service};
 
 fn main() {
     let brokers = std::env::var("GATEWATCH_BENCH_BROKERS")
@@ -39,7 +37,7 @@ fn main() {
     let days = env_num("GATEWATCH_BENCH_DAYS", 12);
     let rounds = env_num("GATEWATCH_BENCH_ROUNDS", 5);
     let topic = format!("isolation-{}", std::process::id());
-    create_topic(&brokers, &topic);
+    create_topic(&brokers, &topic, 4);
     let mut sink = KafkaSink::new(&brokers, &topic, &Default::default()).unwrap();
     let playback = Playback {
         start_day: gatewatch::event::parse_rfc3339_ms("2020-03-16T00:00:00Z").unwrap() / 86_400_000,
@@ -75,39 +73,11 @@ fn main() {
 
 /// One service from the earliest offset; returns (events/s between 10 % and 90 %, queries run).
 fn one_round(brokers: &str, topic: &str, n: u64, with_query: bool, round: u32) -> (f64, u64) {
-    let mut cfg = Config::default();
-    cfg.kafka.brokers = Some(brokers.to_string());
-    cfg.kafka.topics = vec![topic.to_string()];
-    cfg.kafka.group = format!("isolation-{}-{round}-{with_query}", std::process::id());
-    cfg.http.bind = "127.0.0.1:0".parse().unwrap();
+    let group = format!("isolation-{}-{round}-{with_query}", std::process::id());
+    let mut cfg = config(brokers, topic, &group);
     cfg.http.query_timeout_ms = 2_000;
-    // JoinGroup waits about session.timeout.ms / 2 on tansu; keep group joins quick.
-    for (k, v) in [
-        ("session.timeout.ms", "6000"),
-        ("heartbeat.interval.ms", "500"),
-    ] {
-        cfg.kafka.properties.insert(k.into(), v.into());
-    }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(service::serve(
-            cfg,
-            None,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |s| {
-                let _ = addr_tx.send(s.http);
-            },
-        ))
-    });
-    let url = Url::parse(&format!("http://{}", addr_rx.recv().unwrap())).unwrap();
+    let service = Service::start(cfg, None);
+    let url = Url::parse(&service.url()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let queries = Arc::new(AtomicU64::new(0));
     let client = with_query.then(|| {
@@ -156,8 +126,7 @@ fn one_round(brokers: &str, topic: &str, n: u64, with_query: bool, round: u32) -
     if let Some(c) = client {
         c.join().unwrap();
     }
-    let _ = stop_tx.send(());
-    server.join().unwrap().unwrap();
+    service.stop().unwrap();
     (rate, queries.load(Ordering::Relaxed))
 }
 

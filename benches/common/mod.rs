@@ -1,26 +1,7 @@
-//! Shared by the Kafka benches (included with `mod common;`): topic creation.
+//! Shared by the Kafka benches (included with `mod common;`): the helpers the integration tests
+//! use too (topics, the in-process service), from `tests/shared/harness.rs`.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-
-/// Creates a 4-partition topic at `brokers`.
-pub fn create_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
-}
+#[path = "../../tests/shared/harness.rs"]
+mod harness;
+#[allow(unused_imports)] // each bench uses a part
+pub use harness::{config, create_topic, Service};

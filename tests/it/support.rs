@@ -1,19 +1,19 @@
 //! Shared test fixtures: a real broker (tansu, started by tests/kafka/tansu.sh), the service
-//! running in-process with a shutdown the test controls, and replay as the reference answer.
+//! running in-process with a shutdown the test controls (from `tests/shared/harness.rs`, which
+//! the benches share), and replay as the reference answer.
+
+#[path = "../shared/harness.rs"]
+mod harness;
+pub use harness::{config, create_topic, Service};
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gatewatch::app::service::{self, Embedded, Started};
 use gatewatch::config::Config;
 use gatewatch::http_client::{self as client, Url};
 use gatewatch::output::write_result;
 use gatewatch::output::Format;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 
 /// The tansu broker for this test process. `GATEWATCH_TEST_BROKERS` points at another broker
 /// instead. A missing broker is a failure, never a skip.
@@ -53,96 +53,7 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{t}-{n}", std::process::id())
 }
 
-/// Creates topics through the admin API.
-pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let r = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    r.into_iter().for_each(|r| {
-        r.unwrap();
-    });
-}
-
-/// A config for consuming `topic` at `brokers` with test-friendly group timings.
-pub fn config(brokers: &str, topic: &str, group: &str) -> Config {
-    let mut c = Config::default();
-    c.kafka.brokers = Some(brokers.to_string());
-    c.kafka.topics = vec![topic.to_string()];
-    c.kafka.group = group.to_string();
-    // JoinGroup waits ~session.timeout.ms/2 on tansu; keep groups quick.
-    c.kafka
-        .properties
-        .insert("session.timeout.ms".into(), "6000".into());
-    c.kafka
-        .properties
-        .insert("heartbeat.interval.ms".into(), "500".into());
-    c.http.bind = "127.0.0.1:0".parse().unwrap();
-    c
-}
-
-/// `gatewatch run` in this process, on its own runtime and thread.
-pub struct Service {
-    pub http: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
-
 impl Service {
-    pub fn start(cfg: Config, embedded: Option<Embedded>) -> Service {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Started>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(service::serve(
-                cfg,
-                embedded,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                move |s| {
-                    let _ = addr_tx.send(s.clone());
-                },
-            ))
-        });
-        let started = match addr_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(s) => s,
-            Err(_) => {
-                let r = thread.join().unwrap();
-                panic!("the service did not start: {r:?}");
-            }
-        };
-        Service {
-            http: started.http,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.http)
-    }
-
-    /// Stops it the way Ctrl-C does; returns how `serve` ended.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap()
-    }
-
     pub fn get(&self, path: &str) -> (u16, String) {
         let r = client::request(
             &Url::parse(&self.url()).unwrap(),
@@ -184,17 +95,6 @@ impl Service {
             n,
             "read more messages than were produced"
         );
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
