@@ -18,7 +18,8 @@ pub fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
-/// Columns of the `events` table, in order. The first 16 are DESIGN §2's; `capacity` and `state`
+/// Columns of the `events` table, in order (docs/sql.md): the 16 input fields of
+/// docs/events-and-semantics.md; `capacity` and `state`
 /// carry the payload of `server` events, which the contract's list leaves out.
 pub fn events_schema() -> SchemaRef {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);

@@ -1,0 +1,148 @@
+//! The config module's unit tests.
+
+use super::*;
+
+#[test]
+fn parses_a_full_file() {
+    let c = Config::parse(
+        "[engine]\nallowed_lateness = \"2m\"\nsession_timeout = \"1h\"\nretention = \"6h\"\n\n[servers.gw-01]\ncapacity = 120\nsite = \"gland\"\n[servers.gw-02]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.engine.allowed_lateness_ms, 120_000);
+    assert_eq!(c.engine.session_timeout_ms, 3_600_000);
+    assert_eq!(c.engine.servers["gw-01"].capacity, Some(120));
+    assert_eq!(c.engine.servers["gw-02"].capacity, None);
+}
+
+#[test]
+fn explains_mistakes() {
+    let e = Config::parse("[engine]\nlateness = \"5m\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown field `lateness`") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = Config::parse("[engine]\nretention = \"soon\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a duration"), "{e}");
+    let e = Config::parse("[servers.a]\ncapacity = 0\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("greater than 0"), "{e}");
+}
+
+#[test]
+fn kafka_and_http() {
+    let c = Config::parse(
+        "[kafka]\nbrokers = \"k1:9092,k2:9092\"\ntopics = [\"a\", \"b\"]\ngroup = \"g\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"fetch.wait.max.ms\" = 50\n[http]\nbind = \"0.0.0.0:9000\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.kafka.brokers.as_deref(), Some("k1:9092,k2:9092"));
+    assert_eq!(c.kafka.topics, vec!["a", "b"]);
+    assert_eq!(c.kafka.dead_letter_topic_for("a"), "a.dlq");
+    assert_eq!(c.kafka.properties["fetch.wait.max.ms"], "50");
+    assert_eq!(c.http.bind.port(), 9000);
+    let e = Config::parse("[kafka]\ntopics = [\"bad topic\"]\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid Kafka topic name"), "{e}");
+    let e = Config::parse("[http]\nbind = \"localhost\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("IP:PORT"), "{e}");
+    let e = Config::parse("[kafka.properties]\n\"group.id\" = \"x\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kafka.group"), "{e}");
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let c = Config::parse(
+        include_str!("../../docker/gatewatch.toml"),
+        "docker/gatewatch.toml",
+    )
+    .unwrap();
+    assert_eq!(c.kafka.brokers.as_deref(), Some("kafka:9092"));
+    assert_eq!(c.engine.servers.len(), 6);
+}
+
+#[test]
+fn alert_rules() {
+    let c = Config::parse(
+        "[alerts]\ntopic = \"a.t\"\nidle_timeout = \"5s\"\n[[alerts.webhooks]]\nurl = \"http://h:1/x\"\n[[alerts.rules]]\nname = \"full\"\nmeasure = \"utilisation\"\nabove = 0.9\nclear = 0.8\nfor = \"2m\"\nsite = \"gland\"\nlabels = { team = \"ra\" }\n[[alerts.rules]]\nname = \"q\"\nsql = \"SELECT 1 AS value\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let a = &c.alerts;
+    assert_eq!((a.topic.as_str(), a.idle_timeout_ms), ("a.t", 5000));
+    assert_eq!(a.webhooks[0].retries, 3);
+    let r = &a.rules[0];
+    assert_eq!(
+        (
+            r.threshold,
+            r.clear,
+            r.for_ms,
+            r.every_ms,
+            r.severity.as_str()
+        ),
+        (Some(0.9), Some(0.8), 120_000, 10_000, "warning")
+    );
+    assert_eq!(r.scope, Scope::Site("gland".into()));
+    assert_eq!(a.rules[1].every_ms, 60_000);
+    assert_eq!(a.rules[1].threshold, None);
+    for (toml, says) in [
+        (
+            "name = \"x\"\nmeasure = \"util\"\nabove = 1",
+            "not one of utilisation",
+        ),
+        ("name = \"x\"\nmeasure = \"utilisation\"", "set a threshold"),
+        (
+            "name = \"x\"\nmeasure = \"utilisation\"\nabove = 0.9\nclear = 0.95",
+            "safe side",
+        ),
+        (
+            "name = \"x\"\nmeasure = \"rtt_p99\"\nabove = 9\nwindow = \"90s\"",
+            "whole number of minutes",
+        ),
+        (
+            "name = \"x\"\nsql = \"SELECT 1\"\nmeasure = \"rtt_p99\"",
+            "not both",
+        ),
+        (
+            "name = \"x\"\nmeasure = \"utilisation\"\nabove = 1\nfor = \"soon\"",
+            "not a duration",
+        ),
+    ] {
+        let e = Config::parse(&format!("[[alerts.rules]]\n{toml}\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says) && e.contains("\"x\""), "{e}");
+    }
+    let e = Config::parse(
+        "[[alerts.rules]]\nname = \"x\"\nsql = \"SELECT 1\"\n[[alerts.rules]]\nname = \"x\"\nsql = \"SELECT 1\"\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("two rules are named"), "{e}");
+}
+
+#[test]
+fn the_shipped_rules_are_valid() {
+    let c = Config::parse(DEMO_RULES, "docker/alert-rules.toml").unwrap();
+    assert_eq!(c.alerts.rules.len(), 5);
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration_ms("250ms"), Some(250));
+    assert_eq!(parse_duration_ms("5m"), Some(300_000));
+    assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
+    assert_eq!(parse_duration_ms("5"), None);
+    assert_eq!(parse_duration_ms("m"), None);
+}
