@@ -32,6 +32,7 @@
 //! - [`http`]: the service's routes, dashboard and metrics.
 //! - [`app`]: wiring for the subcommands; [`cli`]: their arguments; [`sim`]: the synthetic
 //!   traffic generator.
+
 #![warn(missing_docs)]
 
 pub mod alerts;

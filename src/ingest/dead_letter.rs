@@ -2,7 +2,8 @@
 //! `{"reason": "...", "line": "...", "file": "...", "line_no": N}`.
 //!
 //! Owns: the record format. A line that is not UTF-8 is written with replacement characters
-//! (the reason says `invalid_utf8`); a too-long line keeps only its first KiB.
+//! (the reason says `invalid_utf8`); a too-long line keeps only its first KiB. The service's
+//! dead letters go to a topic instead: `ingest::kafka::dead_letter`.
 
 use std::io::{self, Write};
 

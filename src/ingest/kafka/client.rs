@@ -4,6 +4,7 @@
 //!
 //! Owns: librdkafka properties gatewatch sets, rebalance handling, topic administration. Must
 //! not touch: messages (that is `batch` and the consume loop).
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};

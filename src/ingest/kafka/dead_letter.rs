@@ -3,6 +3,7 @@
 //! counts. The dead-letter file of `replay` is `ingest::dead_letter`.
 //!
 //! Owns: the headers and delivery accounting. Must not touch: why a message was rejected.
+
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

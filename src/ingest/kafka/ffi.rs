@@ -6,6 +6,7 @@
 //! allocating an event each time; that was 29 % of both cores under load (see
 //! docs/performance.md). Owns: pointers' lifetimes and the SAFETY arguments. Must not touch:
 //! decoding, offsets, the engine.
+
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
 use std::time::Duration;
