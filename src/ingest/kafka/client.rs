@@ -14,7 +14,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::bindings as rdsys;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::RebalanceProtocol;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance,
 };
@@ -36,6 +35,9 @@ pub(super) struct IngestContext {
     /// The [`FetchQueue`] every assigned partition's messages are forwarded to: set once the
     /// consumer exists, before it subscribes; null again before the queue is destroyed.
     pub(super) fetch_queue: AtomicPtr<rdsys::rd_kafka_queue_t>,
+    /// The group uses the cooperative protocol (`partition.assignment.strategy` names only
+    /// `cooperative-sticky`); else eager, librdkafka's default.
+    pub(super) cooperative: bool,
 }
 
 /// Where a restarted service resumes: the positions its restored state reflects. Partitions
@@ -129,15 +131,14 @@ impl ConsumerContext for IngestContext {
             _ => Rebalance::Error(KafkaError::Rebalance(err.into())),
         };
         self.pre_rebalance(consumer, &rebalance);
-        let done = match (&rebalance, consumer.rebalance_protocol()) {
-            (Rebalance::Assign(t), RebalanceProtocol::Cooperative) => {
-                consumer.incremental_assign(t)
-            }
-            (Rebalance::Assign(t), _) => consumer.assign(t),
-            (Rebalance::Revoke(t), RebalanceProtocol::Cooperative) => {
-                consumer.incremental_unassign(t)
-            }
-            (Rebalance::Revoke(_), _) => consumer.unassign(),
+        // The protocol comes from the configured assignor, not from librdkafka: asking it
+        // (`rd_kafka_rebalance_protocol`) can wait forever once the consumer is closing
+        // (librdkafka#4041, rust-rdkafka#509), and a rebalance does arrive during close.
+        let done = match (&rebalance, self.cooperative) {
+            (Rebalance::Assign(t), true) => consumer.incremental_assign(t),
+            (Rebalance::Assign(t), false) => consumer.assign(t),
+            (Rebalance::Revoke(t), true) => consumer.incremental_unassign(t),
+            (Rebalance::Revoke(_), false) => consumer.unassign(),
             (Rebalance::Error(_), _) => Ok(()),
         };
         if let Err(e) = done {

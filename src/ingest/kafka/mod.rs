@@ -190,6 +190,10 @@ where
             in_flight: in_flight.clone(),
             resume: Mutex::new(resume),
             fetch_queue: AtomicPtr::new(std::ptr::null_mut()),
+            cooperative: cfg
+                .properties
+                .get("partition.assignment.strategy")
+                .is_some_and(|s| s.contains("cooperative")),
         })
         .map_err(|source| KafkaIngestError::Client {
             what: "consumer",
