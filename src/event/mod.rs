@@ -15,6 +15,7 @@
 
 mod columns;
 mod json;
+pub mod syslog;
 #[cfg(test)]
 mod tests;
 mod time;

@@ -1,0 +1,428 @@
+//! Syslog framing: the header a gateway, or a relay between it and Kafka, puts before a
+//! vendor's message. RFC 3164 (`Mmm dd hh:mm:ss host tag: msg`, with the year some devices add:
+//! `Mmm dd yyyy hh:mm:ss`) and RFC 5424 (`1 2021-10-19T09:16:53+02:00 host app procid msgid sd
+//! msg`), each with or without a `<PRI>`, and a relay's RFC 3164 header wrapped around an RFC
+//! 5424 message (what rsyslog writes when it forwards one).
+//!
+//! Owns: finding the time, host, tag and message of a line; year-less and zone-less stamps
+//! (see [`Clock`]). Must not touch: what a vendor's message means (the vendor parsers read
+//! `msg`). Nothing here allocates: every part borrows from the line.
+//!
+//! Work in progress for issue 22 (gateway syslog formats): the vendor parsers and the
+//! `--input-format` flag that use this are not wired in yet.
+
+use super::days_from_civil;
+
+/// How to complete stamps that leave something out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// The year of a stamp without one (`Apr 27 02:03:03`).
+    pub year: i64,
+    /// Offset of the local time of stamps without a zone, in ms east of UTC (0: UTC).
+    pub local_offset_ms: i64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            year: 1970,
+            local_offset_ms: 0,
+        }
+    }
+}
+
+/// The parts of one syslog line. A line without a header it recognises is all `msg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The priority (`<134>`), if given.
+    pub pri: Option<u8>,
+    /// Event time, epoch ms (UTC), if the header has a stamp.
+    pub ts_ms: Option<i64>,
+    /// The sending host, if named.
+    pub host: Option<&'a str>,
+    /// The tag or app name (`CiscoASA[999]`, `PulseSecure`), without its colon.
+    pub tag: Option<&'a str>,
+    /// The rest: the vendor's message.
+    pub msg: &'a str,
+}
+
+/// Splits `line` into its syslog header and message.
+pub fn parse<'a>(line: &'a str, clock: &Clock) -> Header<'a> {
+    let mut rest = line.trim_start();
+    let mut pri = None;
+    if let Some((p, after)) = take_pri(rest) {
+        pri = Some(p);
+        rest = after.trim_start();
+    }
+    if let Some(h) = rfc5424(rest) {
+        return Header { pri, ..h };
+    }
+    if let Some(h) = netscaler(rest, clock) {
+        return Header { pri, ..h };
+    }
+    if let Some((ts, after)) = rfc3164_stamp(rest, clock) {
+        let (host, after_host) = word(after);
+        // No host at all (PAN-OS sends its CSV right after the stamp): a host name has no comma.
+        if host.contains(',') || host.contains('"') {
+            return Header {
+                pri,
+                ts_ms: Some(ts),
+                host: None,
+                tag: None,
+                msg: after.trim_start_matches(' '),
+            };
+        }
+        let after = after_host;
+        // `dev01: %ASA-...`: a host that ends with a colon has no tag after it.
+        if let Some(host) = host.strip_suffix(':') {
+            return Header {
+                pri,
+                ts_ms: Some(ts),
+                host: Some(host),
+                tag: None,
+                msg: after.trim_start(),
+            };
+        }
+        // A relay's header around an RFC 5424 message: the inner one has the year and zone.
+        if let Some(inner) = rfc5424(after) {
+            return Header {
+                pri,
+                ts_ms: inner.ts_ms.or(Some(ts)),
+                ..inner
+            };
+        }
+        let (tag, msg) = tag(after);
+        return Header {
+            pri,
+            ts_ms: Some(ts),
+            host: (!host.is_empty()).then_some(host),
+            tag,
+            msg,
+        };
+    }
+    Header {
+        pri,
+        ts_ms: None,
+        host: None,
+        tag: None,
+        msg: rest,
+    }
+}
+
+/// Citrix ADC (NetScaler)'s own header: `MM/DD/YYYY:HH:MM:SS [GMT] host 0-PPE-0 : msg` (the
+/// stamp in local time unless `GMT` follows it).
+fn netscaler<'a>(s: &'a str, clock: &Clock) -> Option<Header<'a>> {
+    let (stamp, rest) = word(s);
+    let b = stamp.as_bytes();
+    let shape = b.len() == 19
+        && b[2] == b'/'
+        && b[5] == b'/'
+        && b[10] == b':'
+        && b[13] == b':'
+        && b[16] == b':';
+    if !shape {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = &stamp[r];
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (mo, d, y) = (num(0..2)?, num(3..5)?, num(6..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let (zone, after_zone) = word(rest);
+    let (utc, rest) = if zone == "GMT" {
+        (true, after_zone)
+    } else {
+        (false, rest)
+    };
+    let local =
+        ((days_from_civil(y, mo as u32, d as u32) * 24 + h) * 60 + mi) * 60_000 + sec * 1000;
+    let ts = if utc {
+        local
+    } else {
+        local - clock.local_offset_ms
+    };
+    let (host, rest) = word(rest);
+    // `0-PPE-0 :`: the packet engine, then the message.
+    let (engine, after) = word(rest);
+    let msg = match after.strip_prefix(':') {
+        Some(m) if engine.contains("PPE") => m.trim_start_matches(' '),
+        _ => rest,
+    };
+    Some(Header {
+        pri: None,
+        ts_ms: Some(ts),
+        host: (!host.is_empty()).then_some(host),
+        tag: engine.contains("PPE").then_some(engine),
+        msg,
+    })
+}
+
+/// `<134>` at the start: the priority (0–191) and what follows.
+fn take_pri(s: &str) -> Option<(u8, &str)> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'<') {
+        return None;
+    }
+    let close = b.iter().take(5).position(|&c| c == b'>')?;
+    let digits = &s[1..close];
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let p: u16 = digits.parse().ok()?;
+    (p <= 191).then(|| (p as u8, &s[close + 1..]))
+}
+
+/// The first space-separated word and the rest after one separating space run.
+fn word(s: &str) -> (&str, &str) {
+    let s = s.trim_start_matches(' ');
+    match s.find(' ') {
+        Some(i) => (&s[..i], s[i..].trim_start_matches(' ')),
+        None => (s, ""),
+    }
+}
+
+/// RFC 5424: `1 TIMESTAMP HOST APP PROCID MSGID SD [MSG]` (`-` for an absent field).
+fn rfc5424(s: &str) -> Option<Header<'_>> {
+    let (version, rest) = word(s);
+    if version != "1" {
+        return None;
+    }
+    let (stamp, rest) = word(rest);
+    let ts = if stamp == "-" {
+        None
+    } else {
+        Some(super::parse_rfc3339_ms(stamp)?)
+    };
+    let (host, rest) = word(rest);
+    let (app, rest) = word(rest);
+    let (_procid, rest) = word(rest);
+    let (_msgid, rest) = word(rest);
+    let msg = skip_structured_data(rest);
+    let nil = |v: &str| -> bool { v.is_empty() || v == "-" };
+    let app = app.strip_suffix(':').unwrap_or(app);
+    Some(Header {
+        pri: None,
+        ts_ms: ts,
+        host: (!nil(host)).then_some(host),
+        tag: (!nil(app)).then_some(app),
+        msg: msg.trim_start_matches(' '),
+    })
+}
+
+/// After RFC 5424's MSGID: `-` or one or more `[id k="v" ...]` elements, then the message.
+fn skip_structured_data(s: &str) -> &str {
+    let s = s.trim_start_matches(' ');
+    if let Some(rest) = s.strip_prefix('-') {
+        return rest;
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    while b.get(i) == Some(&b'[') {
+        // Inside an element, `]` ends it unless escaped; quoted values may hold `]` escaped.
+        i += 1;
+        let mut escaped = false;
+        while let Some(&c) = b.get(i) {
+            i += 1;
+            match c {
+                b'\\' if !escaped => escaped = true,
+                b']' if !escaped => break,
+                _ => escaped = false,
+            }
+        }
+    }
+    &s[i..]
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// RFC 3164's `Mmm dd hh:mm:ss` (day space-padded), or with a year after the day (`Oct 10 2018
+/// 12:34:56`, as Cisco devices write it), in local time; and what follows.
+fn rfc3164_stamp<'a>(s: &'a str, clock: &Clock) -> Option<(i64, &'a str)> {
+    let month = MONTHS.iter().position(|m| s.starts_with(m))? as u32 + 1;
+    let rest = s.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
+    let (day, rest) = word(rest);
+    let day: u32 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let (next, mut rest) = word(rest);
+    let (year, hms) = if next.len() == 4 && next.bytes().all(|c| c.is_ascii_digit()) {
+        let (hms, after) = word(rest);
+        rest = after;
+        (next.parse().ok()?, hms)
+    } else {
+        (clock.year, next)
+    };
+    let b = hms.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let two = |i: usize| -> Option<i64> {
+        let (h, l) = (b[i], b[i + 1]);
+        (h.is_ascii_digit() && l.is_ascii_digit()).then(|| ((h - b'0') * 10 + (l - b'0')) as i64)
+    };
+    let (h, m, sec) = (two(0)?, two(3)?, two(6)?);
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let local = ((days * 24 + h) * 60 + m) * 60_000 + sec * 1000;
+    Some((local - clock.local_offset_ms, rest))
+}
+
+/// RFC 3164's TAG (`CiscoASA[999]:`, `PulseSecure:`, or a lone `:`) and the message after it.
+/// Without a word ending in a colon, there is no tag and all of it is the message.
+fn tag(s: &str) -> (Option<&str>, &str) {
+    let s = s.trim_start_matches(' ');
+    if let Some(rest) = s.strip_prefix(':') {
+        return (None, rest.trim_start_matches(' '));
+    }
+    let (first, rest) = word(s);
+    match first.strip_suffix(':') {
+        Some(t) if !t.is_empty() && t.len() <= 48 => (Some(t), rest),
+        _ => (None, s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(text: &str) -> i64 {
+        super::super::parse_rfc3339_ms(text).unwrap()
+    }
+
+    const CLOCK: Clock = Clock {
+        year: 2020,
+        local_offset_ms: 0,
+    };
+
+    #[test]
+    fn rfc3164_with_and_without_a_year_pri_and_tag() {
+        let h = parse(
+            "Mar 17 2020 08:30:01 gw-asa-1 CiscoASA[412]: %ASA-6-113039: Group G User u IP 10.0.0.1 AnyConnect parent session started.",
+            &CLOCK,
+        );
+        assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:30:01Z")));
+        assert_eq!(h.host, Some("gw-asa-1"));
+        assert_eq!(h.tag, Some("CiscoASA[412]"));
+        assert!(h.msg.starts_with("%ASA-6-113039: Group G"));
+
+        let h = parse("<166>Mar 17 2020 08:30:01 edge2 : %ASA-6-113039: x", &CLOCK);
+        assert_eq!((h.pri, h.host, h.tag), (Some(166), Some("edge2"), None));
+        assert_eq!(h.msg, "%ASA-6-113039: x");
+
+        // Year-less, day padded with a space, host ending in a colon (no tag).
+        let h = parse("Mar  7 23:59:59 vpn2: %ASA-4-113019: Group = g", &CLOCK);
+        assert_eq!(h.ts_ms, Some(ms("2020-03-07T23:59:59Z")));
+        assert_eq!((h.host, h.tag), (Some("vpn2"), None));
+        assert_eq!(h.msg, "%ASA-4-113019: Group = g");
+    }
+
+    #[test]
+    fn netscaler_and_pan_os_headers() {
+        let h = parse(
+            "<134> 03/17/2020:08:30:00 GMT vpx-a 0-PPE-1 : default SSLVPN LOGIN 1001 0 : Context u@10.0.0.1",
+            &CLOCK,
+        );
+        assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:30:00Z")));
+        assert_eq!((h.host, h.tag), (Some("vpx-a"), Some("0-PPE-1")));
+        assert_eq!(h.msg, "default SSLVPN LOGIN 1001 0 : Context u@10.0.0.1");
+        // Without GMT the stamp is local time.
+        let h = parse(
+            "<135> 03/17/2020:09:30:00 vpx-a 0-PPE-0 : default AAATM LOGOUT 7 0 : User u",
+            &Clock {
+                year: 2020,
+                local_offset_ms: 3_600_000,
+            },
+        );
+        assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:30:00Z")));
+        // No header at all: the message is the line after the priority.
+        let h = parse("<135> default LOGOUT 12 0 :  User u", &CLOCK);
+        assert_eq!((h.ts_ms, h.msg), (None, "default LOGOUT 12 0 :  User u"));
+        // PAN-OS: the CSV record right after a host-less stamp.
+        let h = parse(
+            "Mar 17 08:30:00 1,2020/03/17 08:30:00,0011,GLOBALPROTECT,0,2305,2020/03/17 08:30:00,vsys1,gateway-auth",
+            &CLOCK,
+        );
+        assert_eq!((h.ts_ms, h.host), (Some(ms("2020-03-17T08:30:00Z")), None));
+        assert!(h
+            .msg
+            .starts_with("1,2020/03/17 08:30:00,0011,GLOBALPROTECT"));
+    }
+
+    #[test]
+    fn zone_less_stamps_take_the_configured_offset() {
+        let clock = Clock {
+            year: 2020,
+            local_offset_ms: 3_600_000, // UTC+1
+        };
+        let h = parse("Mar 17 09:30:00 gw tag: m", &clock);
+        assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:30:00Z")));
+    }
+
+    #[test]
+    fn rfc5424_with_nil_fields_and_structured_data() {
+        let h = parse(
+            "<134>1 2020-03-17T09:10:35+01:00 vpn-node2 PulseSecure: - - - 2020-03-17 09:10:35 - vpn-node2 - [10.1.1.1] u(R)[] - Login failed",
+            &CLOCK,
+        );
+        assert_eq!(h.pri, Some(134));
+        assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:10:35Z")));
+        assert_eq!((h.host, h.tag), (Some("vpn-node2"), Some("PulseSecure")));
+        assert!(h.msg.starts_with("2020-03-17 09:10:35 - vpn-node2"));
+
+        let h = parse(
+            r#"1 2020-03-17T08:00:00Z h app 12 ID47 [ex@1 a="x\]y" b="2"][ex@2 c="3"] the message"#,
+            &CLOCK,
+        );
+        assert_eq!(h.msg, "the message");
+        let h = parse("1 - - - - - -", &CLOCK);
+        assert_eq!((h.ts_ms, h.host, h.tag, h.msg), (None, None, None, ""));
+    }
+
+    #[test]
+    fn a_relay_header_around_rfc5424_takes_the_inner_stamp() {
+        let h = parse(
+            "Mar 17 08:10:35 vpn-node2 1 2020-03-17T09:10:35+01:00 10.5.2.3 PulseSecure: - - - msg here",
+            &Clock {
+                year: 1999,
+                local_offset_ms: 0,
+            },
+        );
+        assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:10:35Z")));
+        assert_eq!(
+            (h.host, h.tag, h.msg),
+            (Some("10.5.2.3"), Some("PulseSecure"), "msg here")
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_header_is_all_message_and_nothing_panics() {
+        for line in [
+            "",
+            "<",
+            "<999>x",
+            "<12",
+            "Mar",
+            "Mar 32 10:00:00 h t: m",
+            "Mar 17 25:00:00 h t: m",
+            "Mar 17 2020",
+            "1 not-a-time h a - - -",
+            "1 2020-03-17T08:00:00Z",
+            "{\"type\":\"connect\"}",
+            "\u{0}\u{1}ÿ<1>",
+            "Mar 17 08:00:00 é: ü",
+        ] {
+            let h = parse(line, &CLOCK);
+            assert!(line.contains(h.msg), "{line:?}");
+        }
+        assert_eq!(parse("<999>x", &CLOCK).msg, "<999>x");
+        assert_eq!(parse("Mar 32 10:00:00 h t: m", &CLOCK).ts_ms, None);
+    }
+}
