@@ -13,6 +13,7 @@
 //! fields without building them, and checks each known field's type and range as it goes, so that
 //! a rejected line gets a precise reason (`bad_type:rtt_ms`) rather than a parser's prose.
 
+pub mod cisco_asa;
 mod columns;
 mod json;
 pub mod syslog;
