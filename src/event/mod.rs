@@ -16,6 +16,7 @@
 pub mod cisco_asa;
 mod columns;
 mod json;
+pub mod pulse;
 pub mod syslog;
 #[cfg(test)]
 mod tests;
