@@ -20,7 +20,8 @@ pub fn ts_type() -> DataType {
 
 /// Columns of the `events` table, in order (docs/sql.md): the 16 input fields of
 /// docs/events-and-semantics.md; `capacity` and `state`
-/// carry the payload of `server` events, which the contract's list leaves out.
+/// carry the payload of `server` events, which the contract's list leaves out; `duration_ms`
+/// (last, added with the gateway syslog formats) that of whole-session records.
 pub fn events_schema() -> SchemaRef {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
     let f = |n: &str| Field::new(n, DataType::Float64, true);
@@ -44,6 +45,7 @@ pub fn events_schema() -> SchemaRef {
         s("id"),
         i("capacity"),
         s("state"),
+        i("duration_ms"),
     ]))
 }
 
@@ -65,6 +67,7 @@ pub mod col {
     pub const ID: usize = 15;
     pub const CAPACITY: usize = 16;
     pub const STATE: usize = 17;
+    pub const DURATION_MS: usize = 18;
 }
 
 /// A column builder that appends runs of nulls at once. Most optional fields are absent from
@@ -255,6 +258,7 @@ pub struct EventColumns {
     id: Gaps<StrColumn>,
     capacity: Gaps<NumColumn<Int64Type>>,
     state: Gaps<StrColumn>,
+    duration_ms: Gaps<NumColumn<Int64Type>>,
     /// Each row's type and the xxh3-128 of its `id` (0 if none), kept beside the columns so the
     /// engine does not parse them back out of the batch.
     kinds: Vec<EventType>,
@@ -324,6 +328,7 @@ impl EventColumns {
             id: Gaps::new(if for_engine { s(0) } else { s(24) }),
             capacity: i(),
             state: Gaps::new(s(1)),
+            duration_ms: i(),
             kinds: Vec::with_capacity(rows),
             id_hashes: Vec::with_capacity(rows),
             len: 0,
@@ -367,6 +372,7 @@ impl EventColumns {
         }
         self.capacity.push(e.capacity);
         self.state.push(e.state.map(ServerState::as_str));
+        self.duration_ms.push(e.duration_ms);
         self.kinds.push(e.event_type());
         self.id_hashes.push(e.id.as_deref().map_or(0, id_hash));
         self.len += 1;
@@ -407,6 +413,7 @@ impl EventColumns {
             self.id.finish(),
             self.capacity.finish(),
             self.state.finish(),
+            self.duration_ms.finish(),
         ];
         self.len = 0;
         FinishedRows {
@@ -441,6 +448,7 @@ pub struct ChunkView {
     pub(crate) id: StringArray,
     pub(crate) capacity: Int64Array,
     pub(crate) state: StringArray,
+    pub(crate) duration_ms: Int64Array,
     /// The batch's `type` and `id` columns are empty (see [`EventColumns::for_engine`]): it
     /// must not be kept as the `events` table.
     ///
@@ -519,6 +527,7 @@ impl ChunkView {
             id_hashes,
             capacity: batch.column(col::CAPACITY).as_primitive().clone(),
             state: s(col::STATE),
+            duration_ms: batch.column(col::DURATION_MS).as_primitive().clone(),
             for_engine,
         }
     }

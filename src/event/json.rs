@@ -432,12 +432,17 @@ impl<'a> Parser<'a> {
                 },
                 _ => bad_type,
             },
-            BytesIn | BytesOut | Capacity => match v {
+            BytesIn | BytesOut | Capacity | DurationMs => match v {
                 Scalar::Num { text, integer } => match parse_integer(text, integer) {
-                    Some(n) if (field != Capacity && n >= 0) || (n > 0 && n <= MAX_CAPACITY) => {
+                    Some(n)
+                        if (field == DurationMs && (0..=MAX_TS_MS).contains(&n))
+                            || (!matches!(field, Capacity | DurationMs) && n >= 0)
+                            || (n > 0 && n <= MAX_CAPACITY) =>
+                    {
                         match field {
                             BytesIn => ev.bytes_in = Some(n),
                             BytesOut => ev.bytes_out = Some(n),
+                            DurationMs => ev.duration_ms = Some(n),
                             _ => ev.capacity = Some(n),
                         }
                         Ok(())

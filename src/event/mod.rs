@@ -145,6 +145,7 @@ pub enum FieldName {
     BytesOut,
     Capacity,
     State,
+    DurationMs,
 }
 
 impl FieldName {
@@ -170,6 +171,7 @@ impl FieldName {
             BytesOut => "bytes_out",
             Capacity => "capacity",
             State => "state",
+            DurationMs => "duration_ms",
         }
     }
 
@@ -184,6 +186,7 @@ impl FieldName {
                 "bytes_out" => Some(FieldName::BytesOut),
                 _ => None,
             },
+            11 if k == "duration_ms" => Some(FieldName::DurationMs),
             _ => None,
         }
     }
@@ -226,6 +229,7 @@ impl FieldName {
             "bytes_out" => BytesOut,
             "capacity" => Capacity,
             "state" => State,
+            "duration_ms" => DurationMs,
             _ => return None,
         })
     }
@@ -241,7 +245,7 @@ const fn key_slot(word: u64) -> usize {
 }
 
 /// Each key word of up to 8 bytes in its slot, with its field. The two 9-byte keys
-/// (`jitter_ms`, `bytes_out`) are never a word. Built at compile time; a collision fails the
+/// (`jitter_ms`, `bytes_out`) and `duration_ms` are never a word. Built at compile time; a collision fails the
 /// build.
 const KEY_SLOTS: [(u64, FieldName); 16] = {
     use FieldName::*;
@@ -446,6 +450,10 @@ pub struct Event<'a> {
     pub bytes_out: Option<i64>,
     pub capacity: Option<i64>,
     pub state: Option<ServerState>,
+    /// How long the session lasted, ms, on a `disconnect` that reports it (a gateway's
+    /// whole-session record): a disconnect whose connect was never seen still counts the
+    /// session over `[ts - duration_ms, ts)`.
+    pub duration_ms: Option<i64>,
 }
 
 impl Event<'_> {

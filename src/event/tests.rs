@@ -356,7 +356,7 @@ fn event_columns_equal_arrows_builders() {
             .map(|_| std::array::from_fn(|_| words[rng.below(6) as usize].to_string()))
             .collect();
         // Fields come and go in runs (most events lack most fields) and alone.
-        let mut present = [true; 15];
+        let mut present = [true; 16];
         let events: Vec<Event<'_>> = owned
             .iter()
             .map(|w| {
@@ -387,6 +387,7 @@ fn event_columns_equal_arrows_builders() {
                     bytes_out: present[12].then_some((r[12] % 9) as i64),
                     capacity: present[13].then_some((r[13] % 500) as i64),
                     state: present[14].then_some(ServerState::Draining),
+                    duration_ms: present[15].then_some((r[12] % 86_400_000) as i64),
                 }
             })
             .collect();
@@ -443,6 +444,7 @@ fn event_columns_equal_arrows_builders() {
                 strs(&|e| o(&e.id)),
                 ints(&|e| e.capacity),
                 strs(&|e| e.state.map(|s| s.as_str().to_string())),
+                ints(&|e| e.duration_ms),
             ],
         )
         .unwrap();

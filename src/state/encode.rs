@@ -106,13 +106,8 @@ impl Engine {
         outer: &mut Dec<'_>,
     ) -> Result<Engine, DecodeError> {
         let state = outer.bytes()?;
-        let sealed = outer.batches()?;
-        let open = outer.batches()?;
-        for b in sealed.iter().chain(&open) {
-            if b.schema() != events_schema() {
-                return Err(bad("the checkpoint's events have another schema"));
-            }
-        }
+        let sealed = with_current_schema(outer.batches()?)?;
+        let open = with_current_schema(outer.batches()?)?;
         let d = &mut Dec::new(state);
         let version = d.u32()?;
         if version != ENGINE_VERSION {
@@ -180,6 +175,37 @@ impl Engine {
         }
         Ok(e)
     }
+}
+
+/// Batches of the `events` schema, those written before `duration_ms` was added (its last
+/// column) given it as nulls, so that a checkpoint of the version before still restores.
+fn with_current_schema(
+    batches: Vec<arrow::array::RecordBatch>,
+) -> Result<Vec<arrow::array::RecordBatch>, DecodeError> {
+    let schema = events_schema();
+    batches
+        .into_iter()
+        .map(|b| {
+            if b.schema() == schema {
+                return Ok(b);
+            }
+            let older = b.num_columns() + 1 == schema.fields().len()
+                && schema.fields()[..b.num_columns()]
+                    .iter()
+                    .zip(b.schema().fields())
+                    .all(|(want, have)| want == have);
+            if !older {
+                return Err(bad("the checkpoint's events have another schema"));
+            }
+            let mut columns = b.columns().to_vec();
+            columns.push(arrow::array::new_null_array(
+                schema.fields()[b.num_columns()].data_type(),
+                b.num_rows(),
+            ));
+            arrow::array::RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| bad(format!("the checkpoint's events cannot be read: {e}")))
+        })
+        .collect()
 }
 
 fn encode_counters(out: &mut Enc, c: &Counters) {
@@ -387,6 +413,12 @@ fn decode_server(d: &mut Dec<'_>, symbols: usize) -> Result<Server, DecodeError>
     s.in_order = in_order;
     for _ in 0..d.len(16)? {
         s.closed.push(decode_session(d)?);
+    }
+    for row in &s.closed {
+        if let Some(end) = row.ended {
+            let last = s.ended.entry(row.session.clone()).or_insert(end);
+            *last = (*last).max(end);
+        }
     }
     for _ in 0..d.len(9)? {
         s.capacity_changes.push((d.i64()?, d.opt_u32()?));

@@ -292,7 +292,16 @@ impl Engine {
                     *srv.auth_fails.entry(ts - ts.rem_euclid(1000)).or_default() += 1;
                     continue;
                 }
-                EventType::Disconnect => {}
+                EventType::Disconnect => {
+                    // A whole-session record may start the server's story earlier than any
+                    // line it sent (see `InOrderState::apply`): concurrency is shown from there.
+                    if view.duration_ms.is_valid(row) {
+                        let start = ts.saturating_sub(view.duration_ms.value(row));
+                        if srv.first_ts.is_none_or(|f| start < f) {
+                            srv.first_ts = Some(start);
+                        }
+                    }
+                }
                 EventType::Server => {
                     if srv.site.is_none() {
                         srv.site = opt_str(&view.site, row).map(Into::into);
@@ -360,10 +369,16 @@ impl Engine {
         for srv in &mut self.servers {
             if let Some(w) = srv.watermark(lateness) {
                 let frontier = srv.pending.front().map_or(w, |p| p.ts.min(w));
-                srv.in_order
-                    .expire_through(frontier, timeout, &mut srv.closed, &self.symbols);
+                srv.in_order.expire_through(
+                    frontier,
+                    timeout,
+                    &mut srv.closed,
+                    &mut srv.ended,
+                    &self.symbols,
+                );
             }
             srv.closed.retain(|s| s.ended.is_none_or(|e| e >= horizon));
+            srv.ended.retain(|_, e| *e >= horizon);
             srv.dedupe.evict_before(horizon);
             srv.rejects = srv.rejects.split_off(&(horizon - horizon.rem_euclid(1000)));
             srv.auth_fails = srv
@@ -531,6 +546,9 @@ pub(super) struct Server {
     pub(super) pending: VecDeque<Pending>,
     pub(super) in_order: InOrderState,
     pub(super) closed: Vec<SessionRow>,
+    /// When each session id of `closed` last ended (see `sessions::Ended`); rebuilt from
+    /// `closed` when a checkpoint is restored.
+    pub(super) ended: rustc_hash::FxHashMap<Arc<str>, i64>,
     pub(super) capacity_changes: Vec<(i64, Option<u32>)>,
     pub(super) rejects: BTreeMap<i64, u32>,
     pub(super) auth_fails: BTreeMap<i64, u32>,
@@ -554,6 +572,7 @@ impl Server {
                 ..InOrderState::default()
             },
             closed: Vec::new(),
+            ended: Default::default(),
             capacity_changes: Vec::new(),
             rejects: BTreeMap::new(),
             auth_fails: BTreeMap::new(),

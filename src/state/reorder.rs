@@ -119,6 +119,10 @@ impl Server {
             symbols,
             duplicate_connects: &mut counters.duplicate_connects,
             orphans: &mut counters.orphans,
+            ended: Ended {
+                own: &mut self.ended,
+                before: None,
+            },
         };
         while self.pending.front().is_some_and(|p| p.ts <= frontier) {
             let p = self.pending.pop_front().expect("front exists");

@@ -162,6 +162,37 @@ pub(super) struct InOrderOutput<'a> {
     pub(super) symbols: &'a mut Symbols,
     pub(super) duplicate_connects: &'a mut u64,
     pub(super) orphans: &'a mut u64,
+    /// When each session id last ended (see [`Ended`]).
+    pub(super) ended: Ended<'a>,
+}
+
+/// When each session id last ended, within retention: a whole-session record (a `disconnect`
+/// with `duration_ms`) for a session that already ended within the interval it reports is that
+/// same session told twice (ASA logs 716002 and then 113019 for one session), not another.
+pub(super) struct Ended<'a> {
+    /// Ends recorded here.
+    pub(super) own: &'a mut FxHashMap<Arc<str>, i64>,
+    /// Ends recorded before, read only (a snapshot applies buffered events to a copy of the
+    /// state and must not copy this map, which holds every session of the retention window).
+    pub(super) before: Option<&'a FxHashMap<Arc<str>, i64>>,
+}
+
+impl Ended<'_> {
+    fn get(&self, sid: &str) -> Option<i64> {
+        self.own
+            .get(sid)
+            .or_else(|| self.before.and_then(|b| b.get(sid)))
+            .copied()
+    }
+}
+
+impl InOrderOutput<'_> {
+    fn push_closed(&mut self, row: SessionRow) {
+        if let Some(end) = row.ended {
+            self.ended.own.insert(row.session.clone(), end);
+        }
+        self.closed.push(row);
+    }
 }
 
 impl InOrderState {
@@ -181,8 +212,7 @@ impl InOrderState {
                     }
                     let (k, a) = self.active.remove_entry(sid).expect("present");
                     let end = a.expiry(timeout);
-                    out.closed
-                        .push(a.close(k, end, EndReason::Expired, out.symbols));
+                    out.push_closed(a.close(k, end, EndReason::Expired, out.symbols));
                 }
                 let a = Active {
                     start: ts,
@@ -200,16 +230,46 @@ impl InOrderState {
                 match self.active.remove_entry(sid) {
                     Some((k, a)) if a.expiry(timeout) <= ts => {
                         let end = a.expiry(timeout);
-                        out.closed
-                            .push(a.close(k, end, EndReason::Expired, out.symbols));
+                        out.push_closed(a.close(k, end, EndReason::Expired, out.symbols));
                         *out.orphans += 1;
                     }
                     Some((k, a)) => {
                         let reason = out.symbols.arc(opt_str(&c.reason, row));
-                        out.closed
-                            .push(a.close(k, ts, EndReason::Disconnect(reason), out.symbols));
+                        out.push_closed(a.close(k, ts, EndReason::Disconnect(reason), out.symbols));
                     }
-                    None => *out.orphans += 1,
+                    // A whole-session record (the gateway reports how long the session
+                    // lasted) whose connect was never seen: the session still counts over its
+                    // lifetime. When the connect was seen, the arm above closed it: never twice.
+                    None => match c
+                        .duration_ms
+                        .is_valid(row)
+                        .then(|| c.duration_ms.value(row))
+                    {
+                        Some(d)
+                            if out
+                                .ended
+                                .get(sid)
+                                .is_some_and(|e| e >= ts.saturating_sub(d)) => {}
+                        Some(d) => {
+                            let a = Active {
+                                start: ts.saturating_sub(d),
+                                last_seen: ts,
+                                user: out.symbols.intern(opt_str(&c.user, row)),
+                                site: out.symbols.intern(opt_str(&c.site, row)),
+                                os: out.symbols.intern(opt_str(&c.os, row)),
+                                app: out.symbols.intern(opt_str(&c.app, row)),
+                                setup_ms: f64::NAN,
+                            };
+                            let reason = out.symbols.arc(opt_str(&c.reason, row));
+                            out.push_closed(a.close(
+                                sid.into(),
+                                ts,
+                                EndReason::Disconnect(reason),
+                                out.symbols,
+                            ));
+                        }
+                        None => *out.orphans += 1,
+                    },
                 }
             }
             EventType::Latency => {
@@ -219,8 +279,7 @@ impl InOrderState {
                     Some(_) => {
                         let (k, a) = self.active.remove_entry(sid).expect("present");
                         let end = a.expiry(timeout);
-                        out.closed
-                            .push(a.close(k, end, EndReason::Expired, out.symbols));
+                        out.push_closed(a.close(k, end, EndReason::Expired, out.symbols));
                         *out.orphans += 1;
                     }
                     None => *out.orphans += 1,
@@ -242,7 +301,7 @@ impl InOrderState {
                             } else {
                                 a.close(k, ts, EndReason::ServerDown, out.symbols)
                             };
-                            out.closed.push(row);
+                            out.push_closed(row);
                         }
                     }
                 }
@@ -257,6 +316,7 @@ impl InOrderState {
         frontier: i64,
         timeout: i64,
         closed: &mut Vec<SessionRow>,
+        ended: &mut FxHashMap<Arc<str>, i64>,
         sym: &Symbols,
     ) {
         let expired: Vec<Arc<str>> = self
@@ -268,6 +328,7 @@ impl InOrderState {
         for k in expired {
             let a = self.active.remove(&k).expect("present");
             let end = a.expiry(timeout);
+            ended.insert(k.clone(), end);
             closed.push(a.close(k, end, EndReason::Expired, sym));
         }
     }

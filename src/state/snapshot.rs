@@ -244,6 +244,7 @@ impl Engine {
         let server_snapshot = |srv: &Server| {
             let mut in_order = srv.in_order.clone();
             let mut closed = Vec::new();
+            let mut ended = Default::default();
             let mut capacity_changes = srv.capacity_changes.clone();
             // Buffered events may bring new strings: intern them in a copy, made only for a
             // server that has buffered events.
@@ -256,6 +257,10 @@ impl Engine {
                     symbols: symbols.to_mut(),
                     duplicate_connects: &mut dc,
                     orphans: &mut orph,
+                    ended: Ended {
+                        own: &mut ended,
+                        before: Some(&srv.ended),
+                    },
                 };
                 for p in &srv.pending {
                     in_order.apply(p, timeout, &mut sink);

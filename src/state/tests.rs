@@ -366,3 +366,61 @@ fn capacity_changes_in_event_time() {
         (None, Some(10), Some(20))
     );
 }
+
+fn whole(ts: i64, session: &str, duration_ms: i64) -> String {
+    format!(
+        r#"{{"type":"disconnect","ts":{ts},"server":"gw","session":"{session}","duration_ms":{duration_ms}}}"#
+    )
+}
+
+/// A whole-session record (a disconnect with `duration_ms`) counts a session whose connect was
+/// never seen over its lifetime, even hours behind the watermark; with its connect seen, or after
+/// another end of the same session, it changes nothing.
+#[test]
+fn whole_session_records_count_once() {
+    let hour = 3_600_000;
+    // Connect lost: the session still counts from ts - duration, and no orphan.
+    let mut e = Engine::new(EngineConfig::default());
+    feed(
+        &mut e,
+        &[ev("connect", 0, "x"), whole(3 * hour, "a", 2 * hour)],
+    );
+    e.flush();
+    assert_eq!(
+        sessions(&e)[0],
+        ("a".into(), hour, Some(3 * hour), Some("disconnect".into()))
+    );
+    assert_eq!(e.counters().orphans, 0);
+    // Connect seen (1 s off the record's start): one session, from the connect.
+    let mut e = Engine::new(EngineConfig::default());
+    feed(
+        &mut e,
+        &[ev("connect", 1_000, "a"), whole(2 * hour, "a", 2 * hour)],
+    );
+    e.flush();
+    assert_eq!(
+        sessions(&e),
+        vec![("a".into(), 1_000, Some(2 * hour), Some("disconnect".into()))]
+    );
+    // Ended by another message first, then told whole (ASA 716002, then 113019): once, and a
+    // snapshot taken while the record still waits in the reorder buffer agrees.
+    let mut e = Engine::new(EngineConfig::default());
+    feed(
+        &mut e,
+        &[
+            ev("connect", 1_000, "a"),
+            ev("disconnect", hour, "a"),
+            whole(hour + 2_000, "a", hour),
+        ],
+    );
+    assert_eq!(sessions(&e).len(), 1);
+    e.flush();
+    assert_eq!(
+        sessions(&e),
+        vec![("a".into(), 1_000, Some(hour), Some("disconnect".into()))]
+    );
+    // The same id again after its end is a new session.
+    feed(&mut e, &[whole(4 * hour, "a", hour)]);
+    e.flush();
+    assert_eq!(sessions(&e).len(), 2);
+}
