@@ -1,11 +1,14 @@
 //! Cisco ASA / AnyConnect messages (`%ASA-6-113039: ...`, from Cisco's "ASA Series Syslog
 //! Messages"): which ones are remote-access session messages, and their fields.
 //!
-//! Owns: message ids and the wording of their fields (`Group <g>`, `Group g`, `Group = g,`).
-//! Must not touch: the syslog header (that is `syslog`), session identity and events (the
-//! mapping to gatewatch's events, which is still to come).
-//!
-//! Work in progress for issue 22 (gateway syslog formats): not wired in yet.
+//! Owns: message ids and the wording of their fields (`Group <g>`, `Group g`, `Group = g,`),
+//! and what each session message means in gatewatch's terms ([`reading`]): the session id
+//! AnyConnect does not give, derived as `asa:<group>:<user>:<client ip>`. Must not touch: the
+//! syslog header (that is `syslog`), event ids and the rules every vendor shares (`gateway`).
+
+use super::gateway::{MessageId, Reading, Said as Event, SessionName};
+use super::syslog::{Clock, Header};
+use super::EventType;
 
 /// A message's id and text (after `%ASA-6-113039: `).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +145,63 @@ pub fn read<'a>(m: &Message<'a>) -> Said<'a> {
         _ => return Said::Ignored,
     };
     said.unwrap_or(Said::Unreadable)
+}
+
+/// What an ASA line says, in gatewatch's terms: sessions started (113039, 716001) and ended
+/// (716002; 113019 with its duration and bytes: a whole-session record), refused for the
+/// session limit (113029, `capacity`) or a pending reboot (113037, `draining`), failed logins
+/// (611102, 113015, 113021); every other ASA message is ignored by its number (113019 of a
+/// LAN-to-LAN tunnel as `113019 LAN-to-LAN`: a site-to-site tunnel is not a user's session).
+pub(crate) fn reading<'a>(h: &Header<'a>, _clock: &Clock) -> Reading<'a> {
+    let Some(m) = message(h.msg) else {
+        return Reading::NotMine;
+    };
+    let session = |group, user, ip| SessionName::Derived("asa", [group, user, ip], 3);
+    match read(&m) {
+        Said::Started { group, user, ip } => Reading::Said(Event {
+            session: session(group, user, ip),
+            user: Some(user),
+            ..Event::new(EventType::Connect)
+        }),
+        Said::Ended {
+            session_type: Some("LAN-to-LAN"),
+            ..
+        } => Reading::Ignored(MessageId::new("113019 LAN-to-LAN")),
+        Said::Ended {
+            group,
+            user,
+            ip,
+            reason,
+            duration_s,
+            bytes_xmt,
+            bytes_rcv,
+            ..
+        } => Reading::Said(Event {
+            session: session(group, user, ip),
+            user: Some(user),
+            reason,
+            duration_ms: duration_s.map(|s| s * 1000),
+            // Bytes the ASA sent to the client are what the user downloaded.
+            bytes_in: bytes_xmt,
+            bytes_out: bytes_rcv,
+            ..Event::new(EventType::Disconnect)
+        }),
+        Said::Refused { user, .. } => Reading::Said(Event {
+            user: Some(user),
+            reason: Some("capacity"),
+            ..Event::new(EventType::Reject)
+        }),
+        Said::AuthFailed { user, .. } => Reading::Said(Event {
+            user,
+            ..Event::new(EventType::AuthFail)
+        }),
+        Said::Ignored if m.id == 113037 => Reading::Said(Event {
+            reason: Some("draining"),
+            ..Event::new(EventType::Reject)
+        }),
+        Said::Ignored => Reading::Ignored(MessageId::number(m.id)),
+        Said::Unreadable => Reading::Unreadable,
+    }
 }
 
 /// The value after `key` in the three ways ASA writes one: `key <value>` (may hold spaces),

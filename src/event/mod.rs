@@ -14,8 +14,13 @@
 //! a rejected line gets a precise reason (`bad_type:rtt_ms`) rather than a parser's prose.
 
 pub mod cisco_asa;
+pub mod citrix_adc;
 mod columns;
+pub mod fortigate;
+pub mod gateway;
+pub mod globalprotect;
 mod json;
+pub mod openvpn;
 pub mod pulse;
 pub mod syslog;
 #[cfg(test)]
@@ -24,6 +29,7 @@ mod time;
 
 pub use columns::{col, events_schema, id_hash, ts_type, ChunkView, EventColumns, FinishedRows};
 pub(crate) use columns::{opt_f64, opt_str};
+pub use gateway::{decode_line, Ignored, InputFormat, MessageId, Outcome};
 use json::decode_general;
 pub use json::{decode_str_shaped, Shape};
 pub use time::{days_from_civil, format_rfc3339_ms, parse_rfc3339_ms};
@@ -383,6 +389,11 @@ pub enum Reason {
     /// Too far ahead of the wall clock (`input.max_clock_skew`, live service) or of the rest
     /// of the stream (`input.max_lead`): a gateway's clock that cannot be believed.
     Future,
+    /// A line of this vendor's session messages whose fields cannot be read (or, under an
+    /// explicit format, a line that is not this vendor's at all).
+    Unparsed(gateway::InputFormat),
+    /// Under `auto`: a line of no format gatewatch knows.
+    UnknownFormat,
 }
 
 impl fmt::Display for Reason {
@@ -398,6 +409,8 @@ impl fmt::Display for Reason {
             Reason::LineTooLong => f.write_str("line_too_long"),
             Reason::Late => f.write_str("late"),
             Reason::Future => f.write_str("future"),
+            Reason::Unparsed(format) => write!(f, "unparsed:{format}"),
+            Reason::UnknownFormat => f.write_str("unknown_format"),
         }
     }
 }
@@ -413,8 +426,12 @@ impl Reason {
             "line_too_long" => Reason::LineTooLong,
             "late" => Reason::Late,
             "future" => Reason::Future,
+            "unknown_format" => Reason::UnknownFormat,
             _ => {
                 let (kind, field) = code.split_once(':')?;
+                if kind == "unparsed" {
+                    return gateway::InputFormat::parse(field).map(Reason::Unparsed);
+                }
                 let field = FieldName::from_key(field)?;
                 match kind {
                     "missing_field" => Reason::MissingField(field),

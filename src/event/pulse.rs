@@ -2,11 +2,14 @@
 //! common prefix (`2021-10-19 09:10:35 - node - [client ip] user(realm)[roles] - text`) and
 //! which texts are remote-access session messages.
 //!
-//! Owns: the prefix's fields and the wording of session, timeout, login-failure and
-//! closed-connection texts. Must not touch: the syslog header (that is `syslog`), session
-//! identity and events (the mapping to gatewatch's events, which is still to come).
-//!
-//! Work in progress for issue 22 (gateway syslog formats): not wired in yet.
+//! Owns: the prefix's fields, the wording of session, timeout, login-failure and
+//! closed-connection texts, and what they mean in gatewatch's terms ([`reading`]). Must not
+//! touch: the syslog header (that is `syslog`), event ids and the rules every vendor shares
+//! (`gateway`).
+
+use super::gateway::{MessageId, Reading, Said as Event, SessionName};
+use super::syslog::{self, Clock, Header};
+use super::EventType;
 
 /// The fields every Pulse events-log message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +152,55 @@ pub fn read<'a>(p: &Prefix<'a>) -> Said<'a> {
         return Said::AuthFailed;
     }
     Said::Ignored
+}
+
+/// What a Pulse line says, in gatewatch's terms: `VPN Tunneling: Session started` is a
+/// connect, `Session ended`, `Session timed out` and `Logout from` are disconnects (reason
+/// `timeout`, `logout`), `Closed connection to TUN-VPN … after N seconds` closes the tunnel's
+/// session as a whole-session record with its bytes, failed logins are `auth_fail`. The node
+/// in the prefix is the server; its local time the event time when the syslog header has none.
+/// Every other message is ignored by its first two words.
+pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
+    let Some(p) = prefix(h.msg) else {
+        return Reading::NotMine;
+    };
+    let base = |kind| Event {
+        server: Some(p.node),
+        ts_ms: h
+            .ts_ms
+            .or_else(|| syslog::local_datetime(p.local_time, clock)),
+        user: Some(p.user).filter(|u| !u.is_empty() && *u != "System"),
+        ..Event::new(kind)
+    };
+    match read(&p) {
+        Said::Started { session, .. } => Reading::Said(Event {
+            session: SessionName::Given(session),
+            ..base(EventType::Connect)
+        }),
+        Said::Ended { session, reason } => Reading::Said(Event {
+            session: SessionName::Given(session),
+            reason,
+            ..base(EventType::Disconnect)
+        }),
+        Said::Closed {
+            target,
+            seconds,
+            bytes_read,
+            bytes_written,
+            session: Some(session),
+        } if target.starts_with("TUN-VPN") => Reading::Said(Event {
+            session: SessionName::Given(session),
+            duration_ms: Some(seconds.saturating_mul(1000)),
+            // Bytes written to the client are what the user downloaded.
+            bytes_in: bytes_written,
+            bytes_out: bytes_read,
+            ..base(EventType::Disconnect)
+        }),
+        Said::Closed { .. } => Reading::Ignored(MessageId::new("Closed connection")),
+        Said::AuthFailed => Reading::Said(base(EventType::AuthFail)),
+        Said::Ignored => Reading::Ignored(MessageId::words(p.text)),
+        Said::Unreadable => Reading::Unreadable,
+    }
 }
 
 /// `(session: sid…)` or `(session:sid…)` anywhere in `s`.

@@ -14,21 +14,121 @@
 use super::days_from_civil;
 
 /// How to complete stamps that leave something out.
+///
+/// A year-less stamp (`Apr 27 02:03:03`) gets the year that puts it in the year-long window
+/// starting at `window_start_ms` (so a window that starts in December takes the January after
+/// it into the next year: the roll-over at New Year). Local times without a zone are at
+/// `local_offset_ms` east of UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
-    /// The year of a stamp without one (`Apr 27 02:03:03`).
-    pub year: i64,
+    /// Start of the year-long window year-less stamps fall in, epoch ms (UTC).
+    pub window_start_ms: i64,
     /// Offset of the local time of stamps without a zone, in ms east of UTC (0: UTC).
     pub local_offset_ms: i64,
 }
 
-impl Default for Clock {
-    fn default() -> Self {
+/// How far before a replay's first stamp its window starts, and how far ahead of the wall
+/// clock a live stamp may be: 31 days.
+pub const YEAR_SLACK_MS: i64 = 31 * 86_400_000;
+
+impl Clock {
+    /// Year-less stamps are in `year` (`input.year`, pinned).
+    pub fn in_year(year: i64, local_offset_ms: i64) -> Clock {
         Clock {
-            year: 1970,
-            local_offset_ms: 0,
+            window_start_ms: days_from_civil(year, 1, 1) * 86_400_000 - local_offset_ms,
+            local_offset_ms,
         }
     }
+
+    /// Year-less stamps are at most [`YEAR_SLACK_MS`] before `first_ms` and less than a year
+    /// after it less that slack: a file whose first line is at `first_ms` rolls over into the
+    /// next year at New Year.
+    pub fn from_first(first_ms: i64, local_offset_ms: i64) -> Clock {
+        Clock {
+            window_start_ms: first_ms - YEAR_SLACK_MS,
+            local_offset_ms,
+        }
+    }
+
+    /// Live input: year-less stamps are in the year before `now_ms`, or at most
+    /// [`YEAR_SLACK_MS`] ahead of it (a gateway's clock a little fast): a December stamp read in
+    /// January is last year's.
+    pub fn live(now_ms: i64, local_offset_ms: i64) -> Clock {
+        Clock {
+            window_start_ms: now_ms + YEAR_SLACK_MS - 365 * 86_400_000,
+            local_offset_ms,
+        }
+    }
+
+    /// The UTC instant of a local date and time, its year taken from the window when `year` is
+    /// `None`.
+    pub fn instant(&self, year: Option<i64>, month: u32, day: u32, ms_of_day: i64) -> i64 {
+        let at =
+            |y: i64| days_from_civil(y, month, day) * 86_400_000 + ms_of_day - self.local_offset_ms;
+        match year {
+            Some(y) => at(y),
+            None => {
+                let y = civil_year(self.window_start_ms + self.local_offset_ms);
+                if at(y) >= self.window_start_ms {
+                    at(y)
+                } else {
+                    at(y + 1)
+                }
+            }
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::in_year(1970, 0)
+    }
+}
+
+/// A local date and time as vendors write them in their messages: `2021-10-19 09:10:35` or
+/// `2021/03/24 11:30:00` (either separator, optional fraction ignored), at the clock's offset.
+pub fn local_datetime(s: &str, clock: &Clock) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19
+        || !matches!(b[4], b'-' | b'/')
+        || b[7] != b[4]
+        || !matches!(b[10], b' ' | b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = &b[r];
+        t.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| t.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    Some(clock.instant(
+        Some(y),
+        mo as u32,
+        d as u32,
+        ((h * 60 + mi) * 60 + sec) * 1000,
+    ))
+}
+
+/// The civil (proleptic Gregorian) year of an instant, epoch ms.
+fn civil_year(ms: i64) -> i64 {
+    let days = ms.div_euclid(86_400_000);
+    // From Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(month <= 2)
 }
 
 /// The parts of one syslog line. A line without a header it recognises is all `msg`.
@@ -140,12 +240,11 @@ fn netscaler<'a>(s: &'a str, clock: &Clock) -> Option<Header<'a>> {
     } else {
         (false, rest)
     };
-    let local =
-        ((days_from_civil(y, mo as u32, d as u32) * 24 + h) * 60 + mi) * 60_000 + sec * 1000;
+    let ms_of_day = ((h * 60 + mi) * 60 + sec) * 1000;
     let ts = if utc {
-        local
+        days_from_civil(y, mo as u32, d as u32) * 86_400_000 + ms_of_day
     } else {
-        local - clock.local_offset_ms
+        clock.instant(Some(y), mo as u32, d as u32, ms_of_day)
     };
     let (host, rest) = word(rest);
     // `0-PPE-0 :`: the packet engine, then the message.
@@ -254,9 +353,9 @@ fn rfc3164_stamp<'a>(s: &'a str, clock: &Clock) -> Option<(i64, &'a str)> {
     let (year, hms) = if next.len() == 4 && next.bytes().all(|c| c.is_ascii_digit()) {
         let (hms, after) = word(rest);
         rest = after;
-        (next.parse().ok()?, hms)
+        (Some(next.parse().ok()?), hms)
     } else {
-        (clock.year, next)
+        (None, next)
     };
     let b = hms.as_bytes();
     if b.len() != 8 || b[2] != b':' || b[5] != b':' {
@@ -270,9 +369,8 @@ fn rfc3164_stamp<'a>(s: &'a str, clock: &Clock) -> Option<(i64, &'a str)> {
     if h > 23 || m > 59 || sec > 59 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
-    let local = ((days * 24 + h) * 60 + m) * 60_000 + sec * 1000;
-    Some((local - clock.local_offset_ms, rest))
+    let ms_of_day = ((h * 60 + m) * 60 + sec) * 1000;
+    Some((clock.instant(year, month, day, ms_of_day), rest))
 }
 
 /// RFC 3164's TAG (`CiscoASA[999]:`, `PulseSecure:`, or a lone `:`) and the message after it.
@@ -298,9 +396,40 @@ mod tests {
     }
 
     const CLOCK: Clock = Clock {
-        year: 2020,
+        // 2020-01-01T00:00:00Z
+        window_start_ms: 1_577_836_800_000,
         local_offset_ms: 0,
     };
+
+    #[test]
+    fn year_less_stamps_take_the_window_s_year_and_roll_over() {
+        let c = Clock::in_year(2020, 0);
+        assert_eq!(c, CLOCK);
+        let at = |c: &Clock, line: &str| parse(line, c).ts_ms.unwrap();
+        assert_eq!(at(&c, "Dec 31 23:59:59 h x: m"), ms("2020-12-31T23:59:59Z"));
+        // A file that starts on New Year's Eve rolls over into the next year.
+        let c = Clock::from_first(ms("2019-12-31T23:00:00Z"), 0);
+        assert_eq!(at(&c, "Dec 31 23:00:00 h x: m"), ms("2019-12-31T23:00:00Z"));
+        assert_eq!(at(&c, "Jan  1 00:10:00 h x: m"), ms("2020-01-01T00:10:00Z"));
+        // Live in January: December is last year's, a stamp a little ahead is this year's.
+        let c = Clock::live(ms("2021-01-02T00:00:00Z"), 0);
+        assert_eq!(at(&c, "Dec 31 23:00:00 h x: m"), ms("2020-12-31T23:00:00Z"));
+        assert_eq!(at(&c, "Jan  3 00:00:00 h x: m"), ms("2021-01-03T00:00:00Z"));
+        // Local time at +01:00; an explicit year is kept.
+        let c = Clock::in_year(2020, 3_600_000);
+        assert_eq!(at(&c, "Jan  1 00:30:00 h x: m"), ms("2019-12-31T23:30:00Z"));
+        assert_eq!(
+            at(&c, "Jan  1 2018 00:30:00 h x: m"),
+            ms("2017-12-31T23:30:00Z")
+        );
+        for y in [1970, 1999, 2000, 2020, 2024, 2100] {
+            for (m, d) in [(1, 1), (2, 29), (3, 1), (12, 31)] {
+                let ms = days_from_civil(y, m, d) * 86_400_000;
+                assert_eq!(civil_year(ms), y);
+                assert_eq!(civil_year(ms + 86_399_999), y);
+            }
+        }
+    }
 
     #[test]
     fn rfc3164_with_and_without_a_year_pri_and_tag() {
@@ -336,10 +465,7 @@ mod tests {
         // Without GMT the stamp is local time.
         let h = parse(
             "<135> 03/17/2020:09:30:00 vpx-a 0-PPE-0 : default AAATM LOGOUT 7 0 : User u",
-            &Clock {
-                year: 2020,
-                local_offset_ms: 3_600_000,
-            },
+            &Clock::in_year(2020, 3_600_000),
         );
         assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:30:00Z")));
         // No header at all: the message is the line after the priority.
@@ -358,10 +484,7 @@ mod tests {
 
     #[test]
     fn zone_less_stamps_take_the_configured_offset() {
-        let clock = Clock {
-            year: 2020,
-            local_offset_ms: 3_600_000, // UTC+1
-        };
+        let clock = Clock::in_year(2020, 3_600_000);
         let h = parse("Mar 17 09:30:00 gw tag: m", &clock);
         assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:30:00Z")));
     }
@@ -390,10 +513,7 @@ mod tests {
     fn a_relay_header_around_rfc5424_takes_the_inner_stamp() {
         let h = parse(
             "Mar 17 08:10:35 vpn-node2 1 2020-03-17T09:10:35+01:00 10.5.2.3 PulseSecure: - - - msg here",
-            &Clock {
-                year: 1999,
-                local_offset_ms: 0,
-            },
+            &Clock::in_year(1999, 0),
         );
         assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:10:35Z")));
         assert_eq!(
