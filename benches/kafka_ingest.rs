@@ -236,7 +236,9 @@ fn gatewatch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
         std::thread::spawn(move || {
             kafka::check_topics(&cfg, &brokers, &[]).unwrap();
             let mut seen = 0u64;
-            kafka::consume(&cfg, &brokers, status, &stop, None, |batch, rejects, _| {
+            let input = gatewatch::config::InputConfig::default();
+            kafka::consume(&cfg, &brokers, status, &stop, None, input, |polled| {
+                let (batch, rejects) = (polled.batch, polled.rejects);
                 let now = Instant::now();
                 let mut e = engine.lock().unwrap();
                 for &r in rejects {

@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// memory and archive. Default: archive.dir, else none.
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
+    /// The input format of the topics given with --topic (default json); configured topics
+    /// take theirs from `[[kafka.topics]] format`. See docs/gateways.md.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub input_format: Option<InputFormatArg>,
     /// Embedded mode only: how fast the simulator plays event time (60 = an hour per minute).
     #[arg(long, value_name = "X", default_value_t = 60.0)]
     pub speed: f64,
@@ -146,6 +150,49 @@ pub struct ReplayArgs {
     /// and announced capacities, so utilisation and alerts are computed against it.
     #[arg(long, value_name = "SERVER=N")]
     pub capacity: Vec<String>,
+    /// How the files' lines are written: gatewatch's JSON, a gateway's syslog, or auto (each
+    /// line's own format). See docs/gateways.md.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = InputFormatArg::Json)]
+    pub input_format: InputFormatArg,
+}
+
+/// `--input-format` values (docs/gateways.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    /// gatewatch's own JSON events, one per line.
+    Json,
+    /// Cisco ASA / AnyConnect syslog (%ASA-n-NNNNNN).
+    #[value(name = "cisco-asa")]
+    CiscoAsa,
+    /// Pulse / Ivanti Connect Secure events log.
+    Pulse,
+    /// Citrix ADC (NetScaler) Gateway syslog.
+    #[value(name = "citrix-adc")]
+    CitrixAdc,
+    /// Palo Alto GlobalProtect (PAN-OS GLOBALPROTECT CSV).
+    Globalprotect,
+    /// FortiGate SSL-VPN / IPsec event logs (key=value).
+    Fortigate,
+    /// OpenVPN server log.
+    Openvpn,
+    /// Recognise each line's format (JSON or any of the above).
+    Auto,
+}
+
+impl From<InputFormatArg> for crate::event::InputFormat {
+    fn from(f: InputFormatArg) -> Self {
+        use crate::event::InputFormat as F;
+        match f {
+            InputFormatArg::Json => F::Json,
+            InputFormatArg::CiscoAsa => F::CiscoAsa,
+            InputFormatArg::Pulse => F::Pulse,
+            InputFormatArg::CitrixAdc => F::CitrixAdc,
+            InputFormatArg::Globalprotect => F::GlobalProtect,
+            InputFormatArg::Fortigate => F::FortiGate,
+            InputFormatArg::Openvpn => F::OpenVpn,
+            InputFormatArg::Auto => F::Auto,
+        }
+    }
 }
 
 /// `gatewatch simulate`.

@@ -27,6 +27,22 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
             "  kafka: no brokers: `gatewatch run` starts the embedded cluster and simulator"
         ),
     }
+    if !k.formats.is_empty() {
+        let formats: Vec<String> = k.formats.iter().map(|(t, f)| format!("{t}={f}")).collect();
+        println!("  topic formats: {} (others json)", formats.join(", "));
+    }
+    let i = &cfg.input;
+    println!(
+        "  syslog stamps: year {}, local time {}",
+        i.year
+            .map_or("current (rolls over at New Year)".to_string(), |y| y
+                .to_string()),
+        match i.timezone {
+            crate::event::syslog::LocalTime::Offset(0) => "UTC".to_string(),
+            crate::event::syslog::LocalTime::Offset(ms) => format!("UTC{:+}min", ms / 60_000),
+            crate::event::syslog::LocalTime::Zone(z) => z.name().to_string(),
+        }
+    );
     let dlq: Vec<String> = k
         .topics
         .iter()

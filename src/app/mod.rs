@@ -23,7 +23,7 @@ use crate::state::Snapshot;
 
 pub use check_config::check_config;
 pub use query::{query, query_archive_dir, query_service};
-pub use replay::{replay, replay_files, ReplayOutcome};
+pub use replay::{replay, replay_clock, replay_files, replay_files_as, ReplayOutcome};
 pub use simulate::simulate;
 
 /// Loads the config file, or the defaults.

@@ -1,4 +1,5 @@
-//! `gatewatch replay`: NDJSON files through a fresh engine, then one SQL answer.
+//! `gatewatch replay`: files of events (gatewatch's NDJSON, or gateway syslog with
+//! `--input-format`) through a fresh engine, then one SQL answer.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -11,9 +12,11 @@ use crate::alerts::{self, Evaluator};
 use crate::cli::ReplayArgs;
 use crate::config::Config;
 use crate::config::RuleSource;
+use crate::event::syslog::{self, Clock};
+use crate::event::InputFormat;
 use crate::ingest::dead_letter::DeadLetterWriter;
 use crate::ingest::file::{read_ndjson, FileChunk, ReadError};
-use crate::ingest::Columns;
+use crate::ingest::{Columns, LineFormat};
 use crate::output::write_result;
 use crate::sql::{self};
 use crate::state::{Counters, Engine, Snapshot};
@@ -50,6 +53,66 @@ pub fn replay_files(
     workers: usize,
     progress: bool,
 ) -> anyhow::Result<ReplayOutcome> {
+    replay_files_as(
+        files,
+        InputFormat::Json,
+        config,
+        dead_letter,
+        workers,
+        progress,
+    )
+}
+
+/// The clock that completes a replay's year-less stamps: its first line's stamp is read in
+/// `input.year` (else the year before now, or a month ahead), and the year rolls over at New
+/// Year from there (docs/gateways.md, "Time").
+pub fn replay_clock(files: &[String], format: InputFormat, config: &Config) -> Clock {
+    let local = config.input.timezone;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let first_guess = match config.input.year {
+        Some(y) => Clock::in_year(y, 0).at(local),
+        None => Clock::live(now, 0).at(local),
+    };
+    if format == InputFormat::Json {
+        return first_guess;
+    }
+    // The first line of the first file (stdin cannot be read twice).
+    let first_stamp = files
+        .first()
+        .filter(|f| f.as_str() != "-")
+        .and_then(|f| File::open(f).ok())
+        .and_then(|f| {
+            use std::io::Read;
+            let mut head = Vec::with_capacity(64 << 10);
+            f.take(64 << 10).read_to_end(&mut head).ok()?;
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let line = text.lines().find(|l| !l.trim().is_empty())?.to_string();
+            syslog::parse(&line, &first_guess).ts_ms
+        });
+    match first_stamp {
+        Some(ts) => Clock {
+            window_start_ms: Clock::from_first(ts, 0).window_start_ms,
+            ..first_guess
+        },
+        None => first_guess,
+    }
+}
+
+/// [`replay_files`] of files whose lines are written in `format`.
+pub fn replay_files_as(
+    files: &[String],
+    format: InputFormat,
+    config: &Config,
+    dead_letter: Option<&Path>,
+    workers: usize,
+    progress: bool,
+) -> anyhow::Result<ReplayOutcome> {
+    let lines = LineFormat {
+        format,
+        clock: replay_clock(files, format, config),
+    };
     let mut engine = Engine::new(config.engine.clone());
     let mut evaluator = Evaluator::new(&config.alerts.rules, &config.engine)?;
     let mut evaluating = std::time::Duration::ZERO;
@@ -72,9 +135,13 @@ pub fn replay_files(
         workers,
         progress,
         columns,
+        lines,
         |fc: &FileChunk| -> Result<(), ReplayError> {
             let t = std::time::Instant::now();
             let d = &fc.decoded;
+            for &(kind, n) in &d.ignored {
+                engine.count_ignored(kind, n);
+            }
             for &(rec, reason) in &d.rejects {
                 engine.count_rejected(reason, 1);
                 if let Some(w) = dlq.as_mut() {
@@ -184,8 +251,9 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     // A sample costs a division and eleven comparisons on the thread that applies in order,
     // for histograms only `/metrics` reads.
     config.engine.keep_prometheus = false;
-    let outcome = replay_files(
+    let outcome = replay_files_as(
         &args.files,
+        args.input_format.into(),
         &config,
         args.dead_letter.as_deref(),
         workers,

@@ -58,6 +58,17 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
         cfg.kafka.topics = config::validate_topics(args.topic.clone())
             .map_err(|m| anyhow::anyhow!("--topic: {m}"))?;
     }
+    // `--input-format` is the format of the topics named with --topic; without --topic, of
+    // the configured topics that do not name one.
+    if let Some(f) = args.input_format {
+        let format: crate::event::InputFormat = f.into();
+        for t in &cfg.kafka.topics {
+            if !args.topic.is_empty() || !cfg.kafka.formats.contains_key(t) {
+                cfg.kafka.formats.insert(t.clone(), format);
+            }
+        }
+        cfg.kafka.formats.retain(|_, f| f.is_syslog());
+    }
     if let Some(g) = &args.group {
         if g.trim().is_empty() {
             anyhow::bail!("--group is empty; name the consumer group, e.g. gatewatch");
@@ -412,6 +423,7 @@ impl Service {
         let panic_in_apply = fault_injected("panic-in-apply");
         let live = self.live_alerts.clone();
         let kcfg = self.cfg.kafka.clone();
+        let input = self.cfg.input;
         let brokers = self.brokers.clone();
         let engine = self.engine.clone();
         let status = self.status.clone();
@@ -435,7 +447,8 @@ impl Service {
                         status,
                         &stop,
                         resume,
-                        |batch, rejects, positions| {
+                        input,
+                        |polled: kafka::Polled<'_>| {
                             // Between batches: everything before this one is applied,
                             // dead-lettered and its offsets stored, so the checkpoint and its
                             // positions agree.
@@ -447,12 +460,15 @@ impl Service {
                             }
                             let late = {
                                 let mut e = engine.lock().expect("engine lock");
-                                for &r in rejects {
+                                for &r in polled.rejects {
                                     e.count_rejected(r, 1);
                                 }
+                                for &(kind, n) in polled.ignored {
+                                    e.count_ignored(kind, n);
+                                }
                                 e.set_wall_clock(wall_clock_ms());
-                                let late = e.apply_view(batch.clone()).rejected_rows;
-                                e.record_positions(positions.iter().copied());
+                                let late = e.apply_view(polled.batch.clone()).rejected_rows;
+                                e.record_positions(polled.positions.iter().copied());
                                 late
                             };
                             // Alerts are evaluated on the ingest path, after the batch (rounds

@@ -10,6 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::event::syslog::LocalTime;
+use crate::event::InputFormat;
+
 /// Default `allowed_lateness`: 5 minutes.
 pub const DEFAULT_LATENESS_MS: i64 = 5 * 60_000;
 /// Default `session_timeout`: 12 hours.
@@ -136,6 +139,9 @@ pub struct KafkaConfig {
     pub brokers: Option<String>,
     /// Topics to consume (at least one).
     pub topics: Vec<String>,
+    /// The input format of each topic that has one other than `json` (`[[kafka.topics]]`
+    /// `format`, or `run --input-format` for `--topic`).
+    pub formats: BTreeMap<String, InputFormat>,
     /// Consumer group id.
     pub group: String,
     /// Where rejected messages go; `None` means `<source topic>.dlq`.
@@ -149,6 +155,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: None,
             topics: vec![DEFAULT_TOPIC.to_string()],
+            formats: BTreeMap::new(),
             group: DEFAULT_GROUP.to_string(),
             dead_letter_topic: None,
             properties: BTreeMap::new(),
@@ -157,6 +164,11 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The input format of `topic` (`json` unless configured).
+    pub fn format_of(&self, topic: &str) -> InputFormat {
+        self.formats.get(topic).copied().unwrap_or_default()
+    }
+
     /// The dead-letter topic for messages read from `source`.
     pub fn dead_letter_topic_for(&self, source: &str) -> String {
         match &self.dead_letter_topic {
@@ -424,6 +436,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Kafka input and dead letters.
     pub kafka: KafkaConfig,
+    /// How gateway syslog's incomplete stamps are completed (`[input] year`, `timezone`).
+    pub input: InputConfig,
     /// The HTTP API.
     pub http: HttpConfig,
     /// Alert rules and sinks.
@@ -432,6 +446,25 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// The Parquet archive directory (`[archive] dir`, `run --archive`); None: no archive.
     pub archive: Option<std::path::PathBuf>,
+}
+
+/// Completing gateway syslog stamps (`[input]`; docs/gateways.md, "Time").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputConfig {
+    /// `input.year`: the year of year-less stamps (a replay's first line; pinned in `run`);
+    /// `None`: the current year, rolling over at New Year.
+    pub year: Option<i64>,
+    /// `input.timezone`: where local times without a zone are (default UTC).
+    pub timezone: LocalTime,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            year: None,
+            timezone: LocalTime::Offset(0),
+        }
+    }
 }
 
 /// Checkpoints (`[checkpoint]`, `run --checkpoint-dir`).
@@ -519,6 +552,22 @@ impl Config {
             DEFAULT_MAX_CLOCK_SKEW_MS,
         )?;
         engine.max_lead_ms = input_dur("max_lead", &raw.input.max_lead, DEFAULT_MAX_LEAD_MS)?;
+        let mut input = InputConfig::default();
+        if let Some(y) = raw.input.year {
+            if !(1970..=9999).contains(&y) {
+                return Err(invalid(format!(
+                    "input.year = {y} is not a year from 1970 to 9999; give the year of the logs' first line, or remove it to use the current year"
+                )));
+            }
+            input.year = Some(y);
+        }
+        if let Some(tz) = &raw.input.timezone {
+            input.timezone = LocalTime::parse(tz).ok_or_else(|| {
+                invalid(format!(
+                    "input.timezone = {tz:?} is not a time zone; write \"UTC\", an offset like \"+01:00\", or an IANA name like \"Europe/Paris\""
+                ))
+            })?;
+        }
         if let Some(v) = &raw.engine.events_memory {
             engine.events_memory_bytes = parse_size(v).filter(|n| *n >= 1 << 20).ok_or_else(|| {
                 invalid("engine.events_memory must be a size of at least 1MiB, like \"512MiB\" or \"4GiB\"".into())
@@ -566,6 +615,7 @@ impl Config {
         Ok(Config {
             engine,
             kafka,
+            input,
             http,
             alerts,
             checkpoint,

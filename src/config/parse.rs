@@ -137,8 +137,27 @@ pub(super) fn parse_kafka(raw: RawKafka) -> Result<KafkaConfig, String> {
         validate_brokers(&b).map_err(|m| format!("kafka.brokers: {m}"))?;
         k.brokers = Some(b);
     }
-    if let Some(t) = raw.topics {
-        k.topics = validate_topics(t).map_err(|m| format!("kafka.topics: {m}"))?;
+    if let Some(entries) = raw.topics {
+        let mut names = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (name, format) = match entry {
+                RawTopic::Name(n) => (n, None),
+                RawTopic::Table(t) => (t.name, t.format),
+            };
+            if let Some(f) = format {
+                let format = InputFormat::parse(&f).ok_or_else(|| {
+                    format!(
+                        "kafka.topics: topic {name:?} has format = {f:?}, which gatewatch does not read; use one of {}",
+                        InputFormat::names()
+                    )
+                })?;
+                if format != InputFormat::Json {
+                    k.formats.insert(name.clone(), format);
+                }
+            }
+            names.push(name);
+        }
+        k.topics = validate_topics(names).map_err(|m| format!("kafka.topics: {m}"))?;
     }
     if let Some(g) = raw.group {
         if g.trim().is_empty() {

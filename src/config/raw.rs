@@ -33,6 +33,23 @@ pub(super) struct RawConfig {
 pub(super) struct RawInput {
     pub(super) max_clock_skew: Option<String>,
     pub(super) max_lead: Option<String>,
+    pub(super) year: Option<i64>,
+    pub(super) timezone: Option<String>,
+}
+
+/// A `kafka.topics` entry: a name, or `{ name, format }` (`[[kafka.topics]]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTopic {
+    Name(String),
+    Table(RawTopicTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopicTable {
+    pub(super) name: String,
+    pub(super) format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,7 +113,7 @@ pub(super) struct RawRule {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKafka {
     pub(super) brokers: Option<String>,
-    pub(super) topics: Option<Vec<String>>,
+    pub(super) topics: Option<Vec<RawTopic>>,
     pub(super) group: Option<String>,
     pub(super) dead_letter_topic: Option<String>,
     #[serde(default)]

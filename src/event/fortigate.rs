@@ -191,30 +191,13 @@ fn local_stamp(date: &str, time: &str, tz: Option<&str>, clock: &Clock) -> Optio
     buf[10] = b' ';
     buf[11..].copy_from_slice(time.as_bytes());
     let text = std::str::from_utf8(&buf).ok()?;
-    match tz.and_then(offset_ms) {
+    match tz.and_then(syslog::fixed_offset_ms) {
         Some(off) => {
             let utc = syslog::local_datetime(text, &Clock::in_year(1970, 0))?;
             Some(utc - off)
         }
         None => syslog::local_datetime(text, clock),
     }
-}
-
-/// `+0100`, `-05:00`, `+01` -> ms east of UTC.
-fn offset_ms(tz: &str) -> Option<i64> {
-    let (sign, rest) = match tz.as_bytes().first()? {
-        b'+' => (1, &tz[1..]),
-        b'-' => (-1, &tz[1..]),
-        _ => return None,
-    };
-    let (hh, mm) = match rest.len() {
-        2 => (rest, "0"),
-        4 => rest.split_at(2),
-        5 if rest.as_bytes()[2] == b':' => (&rest[..2], &rest[3..]),
-        _ => return None,
-    };
-    let (h, m) = (hh.parse::<i64>().ok()?, mm.parse::<i64>().ok()?);
-    (h <= 14 && m < 60).then_some(sign * (h * 60 + m) * 60_000)
 }
 
 #[cfg(test)]

@@ -283,9 +283,10 @@ pub fn decode_line<'a>(
         None => {
             // A relay's header around the device's own (`<relay stamp> relay tag: Mmm dd
             // hh:mm:ss device …`): the device's line, its year-less stamp read near the relay's.
-            let inner_clock = header
-                .ts_ms
-                .map_or(*clock, |t| Clock::live(t, clock.local_offset_ms));
+            let inner_clock = header.ts_ms.map_or(*clock, |t| Clock {
+                window_start_ms: Clock::live(t, 0).window_start_ms,
+                ..*clock
+            });
             let inner = syslog::parse(header.msg, &inner_clock);
             match inner
                 .ts_ms

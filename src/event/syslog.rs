@@ -25,6 +25,56 @@ pub struct Clock {
     pub window_start_ms: i64,
     /// Offset of the local time of stamps without a zone, in ms east of UTC (0: UTC).
     pub local_offset_ms: i64,
+    /// Or the zone whose local time they are (summer time included); `local_offset_ms` is then
+    /// not used.
+    pub zone: Option<chrono_tz::Tz>,
+}
+
+/// Where zone-less local times are: `input.timezone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalTime {
+    /// A fixed offset, ms east of UTC (`UTC`, `+01:00`, `-0500`).
+    Offset(i64),
+    /// An IANA zone (`Europe/Paris`).
+    Zone(chrono_tz::Tz),
+}
+
+impl LocalTime {
+    /// `UTC`, `Z`, a fixed offset (`+01:00`, `-0500`, `UTC+2`), or an IANA zone name.
+    pub fn parse(s: &str) -> Option<LocalTime> {
+        let t = s.trim();
+        if matches!(t, "UTC" | "Z" | "GMT" | "Etc/UTC") {
+            return Some(LocalTime::Offset(0));
+        }
+        let fixed = t
+            .strip_prefix("UTC")
+            .or_else(|| t.strip_prefix("GMT"))
+            .unwrap_or(t);
+        if let Some(off) = fixed_offset_ms(fixed) {
+            return Some(LocalTime::Offset(off));
+        }
+        t.parse::<chrono_tz::Tz>().ok().map(LocalTime::Zone)
+    }
+}
+
+/// `+01:00`, `-0500`, `+2` -> ms east of UTC.
+pub fn fixed_offset_ms(s: &str) -> Option<i64> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (hh, mm) = match rest.len() {
+        1 | 2 => (rest, "0"),
+        4 => rest.split_at(2),
+        5 if rest.as_bytes()[2] == b':' => (&rest[..2], &rest[3..]),
+        _ => return None,
+    };
+    if !hh.bytes().chain(mm.bytes()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m) = (hh.parse::<i64>().ok()?, mm.parse::<i64>().ok()?);
+    (h <= 14 && m < 60).then_some(sign * (h * 60 + m) * 60_000)
 }
 
 /// How far before a replay's first stamp its window starts, and how far ahead of the wall
@@ -37,6 +87,7 @@ impl Clock {
         Clock {
             window_start_ms: days_from_civil(year, 1, 1) * 86_400_000 - local_offset_ms,
             local_offset_ms,
+            zone: None,
         }
     }
 
@@ -47,6 +98,7 @@ impl Clock {
         Clock {
             window_start_ms: first_ms - YEAR_SLACK_MS,
             local_offset_ms,
+            zone: None,
         }
     }
 
@@ -57,17 +109,59 @@ impl Clock {
         Clock {
             window_start_ms: now_ms + YEAR_SLACK_MS - 365 * 86_400_000,
             local_offset_ms,
+            zone: None,
+        }
+    }
+
+    /// This clock with local times at `local`.
+    pub fn at(self, local: LocalTime) -> Clock {
+        match local {
+            LocalTime::Offset(off) => Clock {
+                local_offset_ms: off,
+                zone: None,
+                ..self
+            },
+            LocalTime::Zone(z) => Clock {
+                zone: Some(z),
+                ..self
+            },
+        }
+    }
+
+    /// The UTC instant of a local date and time in the clock's zone or offset.
+    fn local_to_utc(&self, y: i64, month: u32, day: u32, ms_of_day: i64) -> i64 {
+        let naive = days_from_civil(y, month, day) * 86_400_000 + ms_of_day;
+        let Some(zone) = self.zone else {
+            return naive - self.local_offset_ms;
+        };
+        use chrono::{LocalResult, TimeZone as _};
+        let Some(dt) = chrono::DateTime::from_timestamp_millis(naive) else {
+            return naive;
+        };
+        let local = dt.naive_utc();
+        match zone.from_local_datetime(&local) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.timestamp_millis(),
+            // A local time skipped when clocks go forward: read it at the offset before.
+            LocalResult::None => {
+                match zone.from_local_datetime(&(local - chrono::TimeDelta::hours(1))) {
+                    LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => {
+                        t.timestamp_millis() + 3_600_000
+                    }
+                    LocalResult::None => naive,
+                }
+            }
         }
     }
 
     /// The UTC instant of a local date and time, its year taken from the window when `year` is
     /// `None`.
     pub fn instant(&self, year: Option<i64>, month: u32, day: u32, ms_of_day: i64) -> i64 {
-        let at =
-            |y: i64| days_from_civil(y, month, day) * 86_400_000 + ms_of_day - self.local_offset_ms;
+        let at = |y: i64| self.local_to_utc(y, month, day, ms_of_day);
         match year {
             Some(y) => at(y),
             None => {
+                // (With a zone the offset is not known before the instant: a window starts a
+                // month from any stamp it must hold, so a few hours do not matter.)
                 let y = civil_year(self.window_start_ms + self.local_offset_ms);
                 if at(y) >= self.window_start_ms {
                     at(y)
@@ -246,7 +340,13 @@ fn netscaler<'a>(s: &'a str, clock: &Clock) -> Option<Header<'a>> {
     } else {
         clock.instant(Some(y), mo as u32, d as u32, ms_of_day)
     };
-    let (host, rest) = word(rest);
+    let (first, after_first) = word(rest);
+    // No host at all (`GMT  0-PPE-6 : …`): the packet engine comes first.
+    let (host, rest) = if first.contains("-PPE-") && after_first.starts_with(':') {
+        ("", rest)
+    } else {
+        (first, after_first)
+    };
     // `0-PPE-0 :`: the packet engine, then the message.
     let (engine, after) = word(rest);
     let msg = match after.strip_prefix(':') {
@@ -399,7 +499,28 @@ mod tests {
         // 2020-01-01T00:00:00Z
         window_start_ms: 1_577_836_800_000,
         local_offset_ms: 0,
+        zone: None,
     };
+
+    #[test]
+    fn local_times_in_a_zone_follow_summer_time() {
+        let paris = Clock::in_year(2020, 0).at(LocalTime::parse("Europe/Paris").unwrap());
+        let at = |line: &str| parse(line, &paris).ts_ms.unwrap();
+        assert_eq!(at("Mar 17 09:30:00 h x: m"), ms("2020-03-17T08:30:00Z"));
+        assert_eq!(at("Jul 17 09:30:00 h x: m"), ms("2020-07-17T07:30:00Z"));
+        // 02:30 on the morning clocks go forward does not exist: read at the winter offset.
+        assert_eq!(at("Mar 29 02:30:00 h x: m"), ms("2020-03-29T01:30:00Z"));
+        for (text, want) in [
+            ("UTC", Some(LocalTime::Offset(0))),
+            ("+01:00", Some(LocalTime::Offset(3_600_000))),
+            ("-0530", Some(LocalTime::Offset(-19_800_000))),
+            ("UTC+2", Some(LocalTime::Offset(7_200_000))),
+            ("Mars/Olympus", None),
+            ("+25:00", None),
+        ] {
+            assert_eq!(LocalTime::parse(text), want, "{text}");
+        }
+    }
 
     #[test]
     fn year_less_stamps_take_the_window_s_year_and_roll_over() {
@@ -462,6 +583,13 @@ mod tests {
         assert_eq!(h.ts_ms, Some(ms("2020-03-17T08:30:00Z")));
         assert_eq!((h.host, h.tag), (Some("vpx-a"), Some("0-PPE-1")));
         assert_eq!(h.msg, "default SSLVPN LOGIN 1001 0 : Context u@10.0.0.1");
+        // No host: the packet engine right after the stamp.
+        let h = parse(
+            "<135> 07/09/2025:19:05:23 GMT  0-PPE-6 : default AAA Message 1 0 : x",
+            &CLOCK,
+        );
+        assert_eq!((h.host, h.tag), (None, Some("0-PPE-6")));
+        assert_eq!(h.msg, "default AAA Message 1 0 : x");
         // Without GMT the stamp is local time.
         let h = parse(
             "<135> 03/17/2020:09:30:00 vpx-a 0-PPE-0 : default AAATM LOGOUT 7 0 : User u",

@@ -49,6 +49,20 @@ pub(super) async fn metrics(State(state): State<Arc<ServiceState>>) -> Response 
     }
     family(
         &mut out,
+        "gatewatch_ignored_total",
+        "counter",
+        "Gateway syslog lines of a known vendor that are not about sessions, by format and vendor message id (at most 64 ids per format, the rest as other).",
+    );
+    for (k, v) in &counters.ignored {
+        let _ = writeln!(
+            out,
+            "gatewatch_ignored_total{{format=\"{}\",message=\"{}\"}} {v}",
+            k.format,
+            label(k.message.as_str())
+        );
+    }
+    family(
+        &mut out,
         "gatewatch_dead_lettered_by_reason_total",
         "counter",
         "Kafka messages sent to the dead-letter topic, by reason.",

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::mapped::Mapping;
 use super::{
-    decode_chunk_with, Chunk, Columns, DecodedChunk, Shared, MAX_RECORD_BYTES, TOO_LONG_PREFIX,
+    decode_chunk_as, Chunk, Columns, DecodedChunk, LineFormat, Shared, MAX_RECORD_BYTES,
+    TOO_LONG_PREFIX,
 };
 
 const BLOCK: usize = 1 << 20;
@@ -121,13 +122,14 @@ fn stdin_is_dev_null() -> bool {
 }
 
 /// Reads every file in order and calls `apply` with each decoded chunk (its batch filling
-/// `columns`), in input order. `apply` returning an error stops the reading and returns that
-/// error.
+/// `columns`, its lines written as `lines` says), in input order. `apply` returning an error
+/// stops the reading and returns that error.
 pub fn read_ndjson<E: From<ReadError>>(
     paths: &[String],
     workers: usize,
     show_progress: bool,
     columns: Columns,
+    lines: LineFormat,
     mut apply: impl FnMut(&FileChunk) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut opened = Vec::with_capacity(paths.len());
@@ -162,7 +164,7 @@ pub fn read_ndjson<E: From<ReadError>>(
         workers,
         show_progress,
         Cutting::default(),
-        columns,
+        (columns, lines),
         &mut apply,
     )
 }
@@ -182,7 +184,14 @@ pub fn read_ndjson_from<E: From<ReadError>>(
             input: Input::Reader(r),
         })
         .collect();
-    read_opened(opened, workers, false, cutting, Columns::All, &mut apply)
+    read_opened(
+        opened,
+        workers,
+        false,
+        cutting,
+        (Columns::All, LineFormat::default()),
+        &mut apply,
+    )
 }
 
 fn read_opened<E: From<ReadError>>(
@@ -190,7 +199,7 @@ fn read_opened<E: From<ReadError>>(
     workers: usize,
     show_progress: bool,
     cutting: Cutting,
-    columns: Columns,
+    (columns, lines): (Columns, LineFormat),
     apply: &mut impl FnMut(&FileChunk) -> Result<(), E>,
 ) -> Result<(), E> {
     let total: u64 = opened
@@ -229,7 +238,7 @@ fn read_opened<E: From<ReadError>>(
                     .send((
                         seq,
                         fi,
-                        decode_chunk_with(chunk, cutting.max_record, columns),
+                        decode_chunk_as(chunk, cutting.max_record, columns, &lines),
                     ))
                     .is_err()
                 {
@@ -282,7 +291,7 @@ fn read_opened<E: From<ReadError>>(
                         Some((seq, fi, chunk)) => (
                             seq,
                             fi,
-                            decode_chunk_with(chunk, cutting.max_record, columns),
+                            decode_chunk_as(chunk, cutting.max_record, columns, &lines),
                         ),
                         None => match done_rx.recv() {
                             Ok(decoded) => decoded,
@@ -624,28 +633,35 @@ fn read_through(
         name: "fuzz".into(),
         input,
     }];
-    read_opened::<ReadError>(opened, 2, false, cutting, Columns::All, &mut |fc| {
-        let d = &fc.decoded;
-        let mut rows = d.row_record.iter().peekable();
-        let mut rejects = d.rejects.iter().peekable();
-        for r in 0..d.records() as u32 {
-            let n = fc.first_line + r as u64;
-            if rows.peek() == Some(&&r) {
-                rows.next();
-                actual.push((n, Outcome::Accepted(d.record(r).to_vec())));
-            } else if let Some(&(_, reason)) = rejects.next_if(|(i, _)| *i == r) {
-                actual.push((n, Outcome::Rejected(reason)));
+    read_opened::<ReadError>(
+        opened,
+        2,
+        false,
+        cutting,
+        (Columns::All, LineFormat::default()),
+        &mut |fc| {
+            let d = &fc.decoded;
+            let mut rows = d.row_record.iter().peekable();
+            let mut rejects = d.rejects.iter().peekable();
+            for r in 0..d.records() as u32 {
+                let n = fc.first_line + r as u64;
+                if rows.peek() == Some(&&r) {
+                    rows.next();
+                    actual.push((n, Outcome::Accepted(d.record(r).to_vec())));
+                } else if let Some(&(_, reason)) = rejects.next_if(|(i, _)| *i == r) {
+                    actual.push((n, Outcome::Rejected(reason)));
+                }
             }
-        }
-        if d.batch.num_rows() != d.row_record.len() {
-            problem = Some(format!(
-                "{} rows for {} accepted records",
-                d.batch.num_rows(),
-                d.row_record.len()
-            ));
-        }
-        Ok(())
-    })
+            if d.batch.num_rows() != d.row_record.len() {
+                problem = Some(format!(
+                    "{} rows for {} accepted records",
+                    d.batch.num_rows(),
+                    d.row_record.len()
+                ));
+            }
+            Ok(())
+        },
+    )
     .map_err(|e| e.to_string())?;
     if let Some(p) = problem {
         return Err(p);
@@ -730,11 +746,18 @@ mod tests {
                 ..Cutting::default()
             };
             let mut counts = (0, 0);
-            read_opened(opened, 2, false, cutting, Columns::All, &mut |fc| {
-                counts.0 += fc.decoded.records();
-                counts.1 += fc.decoded.batch.num_rows();
-                Ok(())
-            })?;
+            read_opened(
+                opened,
+                2,
+                false,
+                cutting,
+                (Columns::All, LineFormat::default()),
+                &mut |fc| {
+                    counts.0 += fc.decoded.records();
+                    counts.1 += fc.decoded.batch.num_rows();
+                    Ok(())
+                },
+            )?;
             Ok(counts)
         };
         let full = input.len() as u64;

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
+use crate::event::syslog::Clock;
 use crate::event::ChunkView;
-use crate::event::{self, EventColumns, Reason};
+use crate::event::{self, EventColumns, Ignored, InputFormat, Outcome, Reason};
 
 /// Lines longer than this are rejected (`line_too_long`) and only their start is kept.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -80,6 +81,48 @@ pub struct DecodedChunk {
     pub row_record: Vec<u32>,
     /// Records that failed to decode, with why.
     pub rejects: Vec<(u32, Reason)>,
+    /// Lines of a known vendor not about sessions, counted by kind (few kinds per chunk).
+    pub ignored: Vec<(Ignored, u64)>,
+}
+
+/// How the lines of an input are written, and how their incomplete stamps are completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LineFormat {
+    /// The format (`--input-format`, a topic's `format`).
+    pub format: InputFormat,
+    /// The year and zone of stamps that leave them out (gateway syslog only).
+    pub clock: Clock,
+}
+
+/// Adds one ignored line of `kind` to `counts` (a handful of kinds per chunk: a scan is cheaper
+/// than a map).
+pub fn count_ignored(counts: &mut Vec<(Ignored, u64)>, kind: Ignored) {
+    match counts.iter_mut().find(|(k, _)| *k == kind) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((kind, 1)),
+    }
+}
+
+/// Decodes one syslog (or, under `auto`, JSON) record into `cols`: `Ok(true)` when it became a
+/// row, `Ok(false)` when it was ignored (and counted in `ignored`).
+pub fn decode_syslog_record(
+    text: &str,
+    lines: &LineFormat,
+    scratch: &mut String,
+    cols: &mut EventColumns,
+    ignored: &mut Vec<(Ignored, u64)>,
+) -> Result<bool, Reason> {
+    let mut ev = event::Event::default();
+    match event::decode_line(text, lines.format, &lines.clock, scratch, &mut ev)? {
+        Outcome::Event => {
+            cols.push(&ev);
+            Ok(true)
+        }
+        Outcome::Ignored(kind) => {
+            count_ignored(ignored, kind);
+            Ok(false)
+        }
+    }
 }
 
 impl DecodedChunk {
@@ -150,6 +193,16 @@ pub fn decode_chunk(chunk: Chunk) -> DecodedChunk {
 /// [`decode_chunk`] with lines longer than `max_record` rejected as `line_too_long`, filling
 /// `columns`.
 pub fn decode_chunk_with(chunk: Chunk, max_record: usize, columns: Columns) -> DecodedChunk {
+    decode_chunk_as(chunk, max_record, columns, &LineFormat::default())
+}
+
+/// [`decode_chunk_with`] of lines written as `lines` says.
+pub fn decode_chunk_as(
+    chunk: Chunk,
+    max_record: usize,
+    columns: Columns,
+    lines: &LineFormat,
+) -> DecodedChunk {
     let raw = chunk.bytes();
     let mut spans = Vec::with_capacity(raw.len() / 120 + 1);
     let mut start = 0usize;
@@ -174,6 +227,9 @@ pub fn decode_chunk_with(chunk: Chunk, max_record: usize, columns: Columns) -> D
     // record before (see `event::Shape`).
     let mut ev = event::Event::default();
     let mut shape = event::Shape::default();
+    let syslog = lines.format.is_syslog();
+    let mut scratch = String::new();
+    let mut ignored = Vec::new();
     for (i, &(s, e)) in spans.iter().enumerate() {
         let mut line = &raw[s as usize..e as usize];
         // The length guard counts what the reader counts: the line without its `\n`.
@@ -185,6 +241,20 @@ pub fn decode_chunk_with(chunk: Chunk, max_record: usize, columns: Columns) -> D
             line = rest;
         }
         if line.iter().all(|c| c.is_ascii_whitespace()) {
+            continue;
+        }
+        if syslog {
+            let text = match text {
+                Some(text) => Ok(&text[s as usize..s as usize + line.len()]),
+                None => std::str::from_utf8(line).map_err(|_| Reason::InvalidUtf8),
+            };
+            match text
+                .and_then(|t| decode_syslog_record(t, lines, &mut scratch, &mut cols, &mut ignored))
+            {
+                Ok(true) => row_record.push(i as u32),
+                Ok(false) => {}
+                Err(reason) => rejects.push((i as u32, reason)),
+            }
             continue;
         }
         let decoded = match text {
@@ -210,6 +280,7 @@ pub fn decode_chunk_with(chunk: Chunk, max_record: usize, columns: Columns) -> D
         spans,
         row_record,
         rejects,
+        ignored,
     }
 }
 

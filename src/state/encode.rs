@@ -26,10 +26,12 @@ use super::{Counters, EndReason, Engine, SessionRow};
 use crate::codec::{bad, Dec, DecodeError, Enc};
 use crate::config::EngineConfig;
 use crate::event::ChunkView;
-use crate::event::{events_schema, Reason, ServerState};
+use crate::event::{events_schema, Ignored, InputFormat, MessageId, Reason, ServerState};
 
 /// Format version of the engine section.
-const ENGINE_VERSION: u32 = 1;
+const ENGINE_VERSION: u32 = 2;
+/// The version before: no ignored-line counts (read as none).
+const ENGINE_VERSION_1: u32 = 1;
 
 fn arc(s: Option<&str>) -> Option<Arc<str>> {
     s.map(Into::into)
@@ -110,7 +112,7 @@ impl Engine {
         let open = with_current_schema(outer.batches()?)?;
         let d = &mut Dec::new(state);
         let version = d.u32()?;
-        if version != ENGINE_VERSION {
+        if version != ENGINE_VERSION && version != ENGINE_VERSION_1 {
             return Err(bad(format!(
                 "the checkpoint's engine section is version {version}; this gatewatch reads version {ENGINE_VERSION}"
             )));
@@ -119,7 +121,7 @@ impl Engine {
         e.now_ms = d.opt_i64()?;
         e.seq = d.u64()?;
         e.last_maintenance = d.i64()?;
-        e.counters = decode_counters(d)?;
+        e.counters = decode_counters(d, version)?;
         let mut symbols = Symbols {
             ids: Default::default(),
             names: Vec::new(),
@@ -222,9 +224,15 @@ fn encode_counters(out: &mut Enc, c: &Counters) {
     out.u64(c.duplicate_connects);
     out.u64(c.orphans);
     out.u64(c.events_dropped_early);
+    out.len(c.ignored.len());
+    for (k, n) in &c.ignored {
+        out.str(k.format.as_str());
+        out.str(k.message.as_str());
+        out.u64(*n);
+    }
 }
 
-fn decode_counters(d: &mut Dec<'_>) -> Result<Counters, DecodeError> {
+fn decode_counters(d: &mut Dec<'_>, version: u32) -> Result<Counters, DecodeError> {
     let mut c = Counters {
         accepted: d.u64()?,
         ..Counters::default()
@@ -241,6 +249,15 @@ fn decode_counters(d: &mut Dec<'_>) -> Result<Counters, DecodeError> {
     c.duplicate_connects = d.u64()?;
     c.orphans = d.u64()?;
     c.events_dropped_early = d.u64()?;
+    if version >= 2 {
+        for _ in 0..d.len(24)? {
+            let format = d.str()?;
+            let format = InputFormat::parse(format)
+                .ok_or_else(|| bad(format!("unknown input format {format:?}")))?;
+            let message = MessageId::new(d.str()?);
+            c.ignored.insert(Ignored { format, message }, d.u64()?);
+        }
+    }
     Ok(c)
 }
 

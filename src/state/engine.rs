@@ -19,7 +19,7 @@ use super::latency::{Metric, MinuteSeries, PromHistogram};
 use super::reorder::*;
 use super::sessions::*;
 use crate::config::EngineConfig;
-use crate::event::{opt_f64, opt_str, ChunkView, EventType, Reason, ShortKey};
+use crate::event::{opt_f64, opt_str, ChunkView, EventType, Ignored, MessageId, Reason, ShortKey};
 
 /// Counts of what the engine did with its input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,12 +38,44 @@ pub struct Counters {
     pub orphans: u64,
     /// Rows the `events` table dropped before retention to stay within `engine.events_memory`.
     pub events_dropped_early: u64,
+    /// Lines of a known gateway vendor that are not about sessions (firewall traffic, admin
+    /// commands…), by vendor and message id: at most [`MAX_IGNORED_KINDS`] ids per vendor,
+    /// the rest counted as `other` (a hostile stream must not grow this, or `/metrics`).
+    pub ignored: BTreeMap<Ignored, u64>,
 }
+
+/// Message ids counted apart per vendor in [`Counters::ignored`].
+pub const MAX_IGNORED_KINDS: usize = 64;
 
 impl Counters {
     /// All rejected inputs.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    /// All ignored lines.
+    pub fn ignored_total(&self) -> u64 {
+        self.ignored.values().sum()
+    }
+
+    /// Counts `n` lines ignored as `key` (see [`Counters::ignored`]).
+    pub fn count_ignored(&mut self, key: Ignored, n: u64) {
+        let key = if self.ignored.contains_key(&key)
+            || self
+                .ignored
+                .keys()
+                .filter(|k| k.format == key.format)
+                .count()
+                < MAX_IGNORED_KINDS
+        {
+            key
+        } else {
+            Ignored {
+                message: MessageId::new("other"),
+                ..key
+            }
+        };
+        *self.ignored.entry(key).or_default() += n;
     }
 
     /// The one-line summary `replay` prints.
@@ -68,6 +100,22 @@ impl Counters {
             self.orphans,
             self.duplicate_connects
         );
+        if !self.ignored.is_empty() {
+            // The most frequent first: what an operator may want to stop sending.
+            let mut kinds: Vec<(&Ignored, &u64)> = self.ignored.iter().collect();
+            kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let parts: Vec<String> = kinds
+                .iter()
+                .take(8)
+                .map(|(k, n)| format!("{} {}: {n}", k.format, k.message))
+                .collect();
+            let more = if kinds.len() > 8 { ", …" } else { "" };
+            s += &format!(
+                ", ignored {} ({}{more})",
+                self.ignored_total(),
+                parts.join(", ")
+            );
+        }
         s
     }
 }
@@ -146,6 +194,11 @@ impl Engine {
     /// Counters so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Counts `n` lines of a known gateway vendor that are not about sessions.
+    pub fn count_ignored(&mut self, kind: Ignored, n: u64) {
+        self.counters.count_ignored(kind, n);
     }
 
     /// Counts an input rejected before it reached the engine (decode errors).

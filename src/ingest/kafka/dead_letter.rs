@@ -17,9 +17,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::Message;
 
-use crate::config::KafkaConfig;
-use crate::event::ChunkView;
-use crate::event::Reason;
+use crate::config::{InputConfig, KafkaConfig};
+use crate::event::syslog::Clock;
+use crate::event::{InputFormat, Reason};
 
 use super::*;
 
@@ -59,15 +59,27 @@ impl ProducerContext for DeadLetterContext {
 
 pub(super) fn process<F>(
     cfg: &KafkaConfig,
+    input: &InputConfig,
     consumer: &BaseConsumer<IngestContext>,
     producer: &ThreadedProducer<DeadLetterContext>,
     status: &KafkaStatus,
     raw: &RawBatch,
     apply: &mut F,
 ) where
-    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<(u32, Reason)>,
+    F: FnMut(Polled<'_>) -> Vec<(u32, Reason)>,
 {
-    let (batch, row_message, mut dead) = decode_batch(raw);
+    let formats: Vec<InputFormat> = raw.topics.iter().map(|t| cfg.format_of(t)).collect();
+    let clock = if formats.iter().any(|f| f.is_syslog()) {
+        live_clock(input)
+    } else {
+        Clock::default()
+    };
+    let DecodedBatch {
+        view: batch,
+        row_message,
+        mut dead,
+        ignored,
+    } = decode_batch(raw, &formats, clock);
     let reasons: Vec<Reason> = dead.iter().map(|d| d.1).collect();
     let mut next: BTreeMap<(u16, i32), i64> = BTreeMap::new();
     let mut note = |key: (u16, i32), offset: i64| {
@@ -94,7 +106,12 @@ pub(super) fn process<F>(
         .iter()
         .map(|(&(t, p), &o)| (raw.topics[t as usize].as_str(), p, o + 1))
         .collect();
-    let late = apply(&batch, &reasons, &positions);
+    let late = apply(Polled {
+        batch: &batch,
+        rejects: &reasons,
+        positions: &positions,
+        ignored: &ignored,
+    });
     dead.extend(
         late.iter()
             .map(|&(row, reason)| (row_message[row as usize], reason)),

@@ -32,10 +32,13 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::ThreadedProducer;
 
-use crate::config::KafkaConfig;
+use crate::config::{InputConfig, KafkaConfig};
+use crate::event::syslog::Clock;
 use crate::event::ChunkView;
-use crate::event::{EventColumns, Reason};
-use crate::ingest::{decode_record, decode_record_str, MAX_RECORD_BYTES};
+use crate::event::{EventColumns, Ignored, InputFormat, Reason};
+use crate::ingest::{
+    decode_record, decode_record_str, decode_syslog_record, LineFormat, MAX_RECORD_BYTES,
+};
 
 use batch::*;
 use client::*;
@@ -163,9 +166,22 @@ impl InFlight {
     }
 }
 
-/// Consumes until `stop` is set. `apply(batch, rejected_reasons)` applies well-formed events
-/// and counts decode rejects; it returns the rows of `batch` that were late, which are
-/// dead-lettered with reason `late`.
+/// One decoded batch, as [`consume`] hands it to `apply`.
+pub struct Polled<'a> {
+    /// The well-formed events.
+    pub batch: &'a Arc<ChunkView>,
+    /// Why each rejected message was rejected (to count; they are dead-lettered here).
+    pub rejects: &'a [Reason],
+    /// The next offset to read of each partition in the batch, once it is applied.
+    pub positions: &'a [(&'a str, i32, i64)],
+    /// Gateway lines that are not about sessions, by kind.
+    pub ignored: &'a [(Ignored, u64)],
+}
+
+/// Consumes until `stop` is set. `apply(polled)` applies well-formed events and counts decode
+/// rejects and ignored lines; it returns the rows of the batch that were late, which are
+/// dead-lettered with reason `late`. Each topic's messages are decoded in its format
+/// (`cfg.formats`), year-less and zone-less syslog stamps completed as `input` says.
 ///
 /// Two threads: this one polls and copies each batch out of librdkafka; a worker decodes,
 /// applies, dead-letters and stores the offsets, batch after batch in poll order. At most
@@ -177,10 +193,11 @@ pub fn consume<F>(
     status: Arc<KafkaStatus>,
     stop: &AtomicBool,
     resume: Option<Resume>,
+    input: InputConfig,
     apply: F,
 ) -> Result<(), KafkaIngestError>
 where
-    F: FnMut(&Arc<ChunkView>, &[Reason], &[(&str, i32, i64)]) -> Vec<(u32, Reason)> + Send,
+    F: FnMut(Polled<'_>) -> Vec<(u32, Reason)> + Send,
 {
     let in_flight = Arc::new(InFlight::default());
     let consumer: BaseConsumer<IngestContext> = consumer_config(cfg, brokers)
@@ -237,7 +254,7 @@ where
                 .stack_size(APPLY_STACK_BYTES)
                 .spawn_scoped(scope, move || {
                     for mut raw in from_poller {
-                        process(cfg, consumer, producer, status, &raw, &mut apply);
+                        process(cfg, &input, consumer, producer, status, &raw, &mut apply);
                         in_flight.finish();
                         raw.bytes.clear();
                         raw.keys.clear();
@@ -350,12 +367,37 @@ fn poll_loop(
     }
 }
 
-/// Decodes a polled batch: the events as one Arrow batch, wrapped for the engine here, outside
-/// its lock; for each row the index of its message; and the messages rejected, with why.
-fn decode_batch(raw: &RawBatch) -> (Arc<ChunkView>, Vec<u32>, Vec<(u32, Reason)>) {
+/// The clock that completes year-less and zone-less syslog stamps read now: pinned to
+/// `input.year` when given, else the year before the wall clock (docs/gateways.md, "Time").
+pub fn live_clock(input: &InputConfig) -> Clock {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    match input.year {
+        Some(y) => Clock::in_year(y, 0),
+        None => Clock::live(now, 0),
+    }
+    .at(input.timezone)
+}
+
+/// A polled batch decoded: the events as one Arrow batch, wrapped for the engine here, outside
+/// its lock; for each row the index of its message; the messages rejected, with why; and the
+/// ignored gateway lines by kind.
+pub(super) struct DecodedBatch {
+    pub(super) view: Arc<ChunkView>,
+    pub(super) row_message: Vec<u32>,
+    pub(super) dead: Vec<(u32, Reason)>,
+    pub(super) ignored: Vec<(Ignored, u64)>,
+}
+
+/// Decodes a polled batch, each message in its topic's format (`formats[topic index]`; JSON for
+/// a topic not in it).
+fn decode_batch(raw: &RawBatch, formats: &[InputFormat], clock: Clock) -> DecodedBatch {
     let mut columns = EventColumns::with_capacity(raw.len());
     let mut row_message: Vec<u32> = Vec::with_capacity(raw.len());
     let mut dead: Vec<(u32, Reason)> = Vec::new();
+    let mut ignored = Vec::new();
+    let mut scratch = String::new();
     // One UTF-8 check for the whole batch is several times cheaper than one per message. A
     // valid whole does not make every message valid (a character could straddle two), so each
     // message must also start and end on a character boundary (`str::get`); any other message
@@ -365,22 +407,43 @@ fn decode_batch(raw: &RawBatch) -> (Arc<ChunkView>, Vec<u32>, Vec<(u32, Reason)>
     for i in 0..raw.len() {
         let (s, e, _, _) = raw.spans[i];
         let payload = raw.payload(i);
+        let format = formats
+            .get(raw.origin[i].0 as usize)
+            .copied()
+            .unwrap_or_default();
         let decoded = if payload.len() > MAX_RECORD_BYTES {
             Err(Reason::LineTooLong)
+        } else if format.is_syslog() {
+            let lines = LineFormat { format, clock };
+            let text = match text.and_then(|t| t.get(s as usize..e as usize)) {
+                Some(message) => Ok(message),
+                None => std::str::from_utf8(payload).map_err(|_| Reason::InvalidUtf8),
+            };
+            // A relay may end a message with its newline.
+            text.map(|t| t.trim_end_matches(['\n', '\r']))
+                .and_then(|t| {
+                    decode_syslog_record(t, &lines, &mut scratch, &mut columns, &mut ignored)
+                })
+                .map(|row| {
+                    if row {
+                        row_message.push(i as u32);
+                    }
+                })
         } else {
             match text.and_then(|t| t.get(s as usize..e as usize)) {
                 Some(message) => decode_record_str(message, &mut ev, &mut columns),
                 None => decode_record(payload, &mut columns),
             }
+            .map(|()| row_message.push(i as u32))
         };
-        match decoded {
-            Ok(()) => row_message.push(i as u32),
-            Err(r) => dead.push((i as u32, r)),
+        if let Err(r) = decoded {
+            dead.push((i as u32, r));
         }
     }
-    (
-        Arc::new(ChunkView::from_rows(columns.finish_rows())),
+    DecodedBatch {
+        view: Arc::new(ChunkView::from_rows(columns.finish_rows())),
         row_message,
         dead,
-    )
+        ignored,
+    }
 }

@@ -29,7 +29,12 @@ fn a_batch_decodes_each_message_as_alone() {
         vec![b" ".as_slice(), b"[1]", good],
     ] {
         let raw = raw_batch(&messages);
-        let (batch, rows, dead) = decode_batch(&raw);
+        let DecodedBatch {
+            view: batch,
+            row_message: rows,
+            dead,
+            ..
+        } = decode_batch(&raw, &[], Clock::default());
         let mut alone_rows = Vec::new();
         let mut alone_dead = Vec::new();
         for (i, m) in messages.iter().enumerate() {
