@@ -60,6 +60,7 @@ fn main() {
         users: None,
         speed: 0.0,
         fast_until: None,
+        output: Default::default(),
     };
     let n = sim::play(&playback, &mut sink, &AtomicBool::new(false)).unwrap();
     sink.finish().unwrap();

@@ -227,6 +227,10 @@ pub struct SimulateArgs {
     /// The topic to produce to (with --brokers).
     #[arg(long, value_name = "T")]
     pub topic: Option<String>,
+    /// Write the story as gatewatch's JSON (default) or as a gateway vendor's syslog (what the
+    /// vendor's lines cannot say is left out: see docs/gateways.md); not `auto`.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = InputFormatArg::Json)]
+    pub output_format: InputFormatArg,
 }
 
 /// Simulator scenarios.

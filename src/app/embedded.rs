@@ -41,6 +41,7 @@ impl Embedded {
                 users: None,
                 speed,
                 fast_until: Some(start + EMBEDDED_PACE_FROM_MS),
+                output: Default::default(),
             },
         }
     }

@@ -20,6 +20,9 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     if !(args.speed >= 0.0 && args.speed.is_finite()) {
         anyhow::bail!("--speed must be 0 (as fast as possible) or a positive factor such as 60");
     }
+    if args.output_format == crate::cli::InputFormatArg::Auto {
+        anyhow::bail!("--output-format auto names no format to write; name one: json, cisco-asa, pulse, citrix-adc, globalprotect, fortigate or openvpn");
+    }
     let plan = Playback {
         start_day: start / sim::DAY,
         days: args.days,
@@ -27,6 +30,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         users: args.users,
         speed: args.speed,
         fast_until: None,
+        output: args.output_format.into(),
     };
     let target = match (args.out, args.brokers) {
         (Some(path), _) => Target::File(path),
@@ -43,6 +47,10 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         Target::File(path) => path.display().to_string(),
         Target::Kafka { brokers, topic } => format!("topic {topic} on {brokers}"),
     };
-    eprintln!("simulate: wrote {n} events to {shown}");
+    let how = match plan.output {
+        crate::event::InputFormat::Json => String::new(),
+        f => format!(" as {f} syslog"),
+    };
+    eprintln!("simulate: wrote {n} events{how} to {shown}");
     Ok(())
 }

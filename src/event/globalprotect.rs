@@ -19,6 +19,7 @@ mod at {
     pub const USER: usize = 12;
     pub const MACHINE: usize = 14;
     pub const PUBLIC_IP: usize = 15;
+    pub const PUBLIC_IPV6: usize = 16;
     pub const HOST_ID: usize = 19;
     pub const CLIENT_OS: usize = 22;
     pub const CLIENT_OS_VERSION: usize = 23;
@@ -88,7 +89,8 @@ pub fn split<'a>(line: &'a str, out: &mut [&'a str]) -> Option<usize> {
 /// login duration is given; a failed `gateway-auth` an `auth_fail`;
 /// `gateway-tunnel-latency` a latency sample (the post-tunnel latency). The gateway column
 /// names the server (else the device serial); the host id names the session
-/// (`gp:<host id>`, or `gp:<machine>:<public ip>` without one). Every other event id is
+/// (`gp:<host id>`, or `gp:<machine>:<public ip>` without one, the IPv6 one if there is no
+/// IPv4). Every other event id is
 /// ignored by name.
 pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
     let msg = h.msg;
@@ -122,7 +124,15 @@ pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
         .or_else(|| nonempty(f[at::SERIAL]));
     let session = match nonempty(f[at::HOST_ID]) {
         Some(id) => SessionName::Derived("gp", [id, "", ""], 1),
-        None => SessionName::Derived("gp", [f[at::MACHINE], f[at::PUBLIC_IP], ""], 2),
+        None => {
+            let v4 = f[at::PUBLIC_IP];
+            let ip = if v4.is_empty() || v4 == "0.0.0.0" {
+                f[at::PUBLIC_IPV6]
+            } else {
+                v4
+            };
+            SessionName::Derived("gp", [f[at::MACHINE], ip, ""], 2)
+        }
     };
     let base = |kind| Said {
         server,

@@ -64,7 +64,8 @@ fn own_stamp<'a>(s: &'a str, clock: &Clock) -> Option<(i64, &'a str)> {
 /// What an OpenVPN line says, in gatewatch's terms: `Peer Connection Initiated` is a connect,
 /// `client-instance exiting` and `client-instance restarting` (after `SIGTERM[soft,…]`,
 /// `SIGUSR1[soft,ping-restart]`…) a disconnect with the signal's reason, `AUTH_FAILED` and
-/// `Auth Username/Password verification failed` an `auth_fail`. The session is
+/// `Auth Username/Password verification failed` an `auth_fail`, `would exceed maximum number
+/// of clients` (`--max-clients`) a `capacity` reject. The session is
 /// `openvpn:<cn>:<ip:port>` (a client instance). Lines of a process tagged `openvpn` about
 /// anything else are ignored by their first words.
 pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
@@ -85,6 +86,14 @@ pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
             .filter(|cn| !cn.is_empty() && *cn != "UNDEF"),
         ..Said::new(kind)
     };
+    // `MULTI: new incoming connection from ip:port would exceed maximum number of clients (N)`
+    // (`--max-clients`): a capacity refusal.
+    if text.contains("would exceed maximum number of clients") {
+        return Reading::Said(Said {
+            reason: Some("capacity"),
+            ..said(EventType::Reject, None)
+        });
+    }
     let Some((c, rest)) = client(text) else {
         return if tagged {
             Reading::Ignored(MessageId::words(text))

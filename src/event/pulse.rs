@@ -91,7 +91,8 @@ pub enum Said<'a> {
         /// The session, when the text names it.
         session: Option<&'a str>,
     },
-    /// `Login failed…`, `Primary authentication failed…`, `Secondary authentication failed…`.
+    /// `Primary authentication failed…`, `Secondary authentication failed…` (the `Login
+    /// failed…` lines that follow them are the same attempt, and ignored).
     AuthFailed,
     /// Any other message (successful logins, web requests, admin changes…).
     Ignored,
@@ -145,8 +146,9 @@ pub fn read<'a>(p: &Prefix<'a>) -> Said<'a> {
             session: session_id(after),
         };
     }
-    if t.starts_with("Login failed")
-        || t.starts_with("Primary authentication failed")
+    // One failed attempt logs `Primary authentication failed …` (or `Secondary …`, the token)
+    // and then `Login failed …` lines: only the first kind is counted, once per attempt.
+    if t.starts_with("Primary authentication failed")
         || t.starts_with("Secondary authentication failed")
     {
         return Said::AuthFailed;
@@ -298,7 +300,7 @@ mod tests {
             said("Closed connection to 10.1.2.3 after soon"),
             "Unreadable"
         );
-        assert_eq!(said("Login failed. Reason: Wrong Password"), "AuthFailed");
+        assert_eq!(said("Login failed. Reason: Wrong Password"), "Ignored");
         assert_eq!(
             said("Primary authentication failed for anna.b/Staff from 198.51.100.7"),
             "AuthFailed"

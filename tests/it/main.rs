@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod exactness;
 mod faults;
+mod gateways;
 mod guardrails;
 mod hostile;
 mod kafka;

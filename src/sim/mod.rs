@@ -22,7 +22,9 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::event::{format_rfc3339_ms, parse_rfc3339_ms};
+use crate::event::{format_rfc3339_ms, parse_rfc3339_ms, InputFormat};
+
+pub mod syslog;
 
 /// SplitMix64: small, fast, and the same on every platform.
 pub struct Rng(u64);
@@ -177,6 +179,9 @@ pub struct Playback {
     pub speed: f64,
     /// Events before this event time go out at full speed; pacing starts there.
     pub fast_until: Option<i64>,
+    /// How the story is written: gatewatch's JSON, or a gateway vendor's syslog
+    /// ([`syslog::VendorWriter`]).
+    pub output: InputFormat,
 }
 
 /// Where simulated events go.
@@ -328,6 +333,11 @@ pub fn play(plan: &Playback, sink: &mut dyn SimSink, stop: &AtomicBool) -> anyho
     let mut n = 0u64;
     // (wall clock, event time) where pacing starts.
     let mut anchor: Option<(Instant, i64)> = None;
+    let mut vendor = plan
+        .output
+        .is_syslog()
+        .then(|| syslog::VendorWriter::new(plan.output));
+    let mut lines = Vec::new();
     for d in 0..plan.days as i64 {
         let day = simulate_day(plan.start_day + d, plan.seed, plan.users);
         for e in &day.events {
@@ -353,7 +363,16 @@ pub fn play(plan: &Playback, sink: &mut dyn SimSink, stop: &AtomicBool) -> anyho
             } else if n.is_multiple_of(4096) && stop.load(Ordering::Relaxed) {
                 return Ok(n);
             }
-            sink.send(&day.servers[e.server as usize], &e.line)?;
+            match vendor.as_mut() {
+                Some(v) => {
+                    lines.clear();
+                    v.render(&e.line, &mut lines);
+                    for line in &lines {
+                        sink.send(&day.servers[e.server as usize], line)?;
+                    }
+                }
+                None => sink.send(&day.servers[e.server as usize], &e.line)?,
+            }
             n += 1;
         }
     }
@@ -659,6 +678,7 @@ mod tests {
             users: Some(50),
             speed: 1.0, // real time: the morning would take hours
             fast_until: Some(seven),
+            output: Default::default(),
         };
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stopper = {
