@@ -47,10 +47,11 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         Target::File(path) => path.display().to_string(),
         Target::Kafka { brokers, topic } => format!("topic {topic} on {brokers}"),
     };
-    let how = match plan.output {
-        crate::event::InputFormat::Json => String::new(),
-        f => format!(" as {f} syslog"),
-    };
-    eprintln!("simulate: wrote {n} events{how} to {shown}");
+    match plan.output {
+        crate::event::InputFormat::Json => eprintln!("simulate: wrote {n} events to {shown}"),
+        f => eprintln!(
+            "simulate: told the story's {n} events as {f} syslog (what its lines cannot say left out, see docs/gateways.md) to {shown}"
+        ),
+    }
     Ok(())
 }
