@@ -39,6 +39,6 @@ mod snapshot;
 mod tests;
 pub mod timeline;
 
-pub use engine::{metric_index, Applied, Counters, Engine};
+pub use engine::{metric_index, Applied, Counters, Engine, MAX_IGNORED_KINDS};
 pub use sessions::{EndReason, SessionRow};
 pub use snapshot::{ServerSnapshot, Snapshot, SnapshotScope};

@@ -424,3 +424,58 @@ fn whole_session_records_count_once() {
     e.flush();
     assert_eq!(sessions(&e).len(), 2);
 }
+
+/// A checkpoint keeps the ignored-line counts, and the ends whole-session records are checked
+/// against (rebuilt from the closed sessions): restored, a record of a session that already
+/// ended still changes nothing.
+#[test]
+fn checkpoints_keep_ignored_counts_and_session_ends() {
+    use crate::codec::{Dec, Enc};
+    use crate::event::{Ignored, InputFormat, MessageId};
+    let hour = 3_600_000;
+    let mut e = Engine::new(EngineConfig::default());
+    feed(
+        &mut e,
+        &[ev("connect", 1_000, "a"), ev("disconnect", hour, "a")],
+    );
+    e.flush();
+    let kind = Ignored {
+        format: InputFormat::CiscoAsa,
+        message: MessageId::number(302013),
+    };
+    e.count_ignored(kind, 7);
+    let mut enc = Enc::default();
+    e.encode_checkpoint(&mut enc);
+    let mut restored =
+        Engine::decode_checkpoint(EngineConfig::default(), &mut Dec::new(&enc.buf)).unwrap();
+    assert_eq!(restored.counters().ignored.get(&kind), Some(&7));
+    assert_eq!(restored.counters(), e.counters());
+    feed(&mut restored, &[whole(hour + 2_000, "a", hour)]);
+    restored.flush();
+    assert_eq!(sessions(&restored).len(), 1);
+}
+
+/// Past [`MAX_IGNORED_KINDS`] message ids of one vendor, the rest count as `other`.
+#[test]
+fn ignored_kinds_are_bounded_per_vendor() {
+    use crate::event::{Ignored, InputFormat, MessageId};
+    let mut c = Counters::default();
+    for id in 0..1000u32 {
+        for format in [InputFormat::CiscoAsa, InputFormat::Pulse] {
+            c.count_ignored(
+                Ignored {
+                    format,
+                    message: MessageId::number(id),
+                },
+                1,
+            );
+        }
+    }
+    assert_eq!(c.ignored.len(), 2 * (MAX_IGNORED_KINDS + 1));
+    assert_eq!(c.ignored_total(), 2000);
+    let other = Ignored {
+        format: InputFormat::Pulse,
+        message: MessageId::new("other"),
+    };
+    assert_eq!(c.ignored[&other], 1000 - MAX_IGNORED_KINDS as u64);
+}
