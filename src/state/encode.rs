@@ -614,3 +614,24 @@ pub fn decode_alert(d: &mut Dec<'_>) -> Result<AlertRecord, DecodeError> {
         id: d.str()?.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events saved by the version before `duration_ms` (18 columns) restore with it as nulls;
+    /// any other schema is refused.
+    #[test]
+    fn events_of_the_schema_before_restore() {
+        let mut cols = crate::event::EventColumns::with_capacity(1);
+        cols.push(&crate::event::decode(br#"{"type":"reject","ts":1,"server":"gw"}"#).unwrap());
+        let now = cols.finish();
+        let older = now.project(&(0..18).collect::<Vec<_>>()).unwrap();
+        let restored = with_current_schema(vec![older]).unwrap();
+        assert_eq!(restored[0].schema(), events_schema());
+        assert_eq!(restored[0].column(18).null_count(), 1);
+        assert_eq!(restored[0].column(2), now.column(2));
+        let odd = now.project(&[0, 1, 2]).unwrap();
+        assert!(with_current_schema(vec![odd]).is_err());
+    }
+}
