@@ -180,7 +180,7 @@ pub(crate) fn reading<'a>(h: &Header<'a>, _clock: &Clock) -> Reading<'a> {
             session: session(group, user, ip),
             user: Some(user),
             reason,
-            duration_ms: duration_s.map(|s| s * 1000),
+            duration_ms: duration_s.map(|s| s.saturating_mul(1000)),
             // Bytes the ASA sent to the client are what the user downloaded.
             bytes_in: bytes_xmt,
             bytes_out: bytes_rcv,
@@ -254,15 +254,19 @@ fn duration_s(v: &str) -> Option<i64> {
     let mut total = 0i64;
     let mut seen = false;
     for part in v.split([':', ' ']).filter(|p| !p.is_empty()) {
+        // `32m`: digits, then one ASCII unit letter (anything else is no duration).
+        if !part.is_ascii() {
+            return None;
+        }
         let (n, unit) = part.split_at(part.len().checked_sub(1)?);
         let n: i64 = n.parse().ok()?;
-        total += n * match unit {
+        total = total.checked_add(n.checked_mul(match unit {
             "d" => 86_400,
             "h" => 3_600,
             "m" => 60,
             "s" => 1,
             _ => return None,
-        };
+        })?)?;
         seen = true;
     }
     seen.then_some(total)

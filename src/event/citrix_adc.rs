@@ -104,7 +104,9 @@ pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
         let start = field(start_key).and_then(|v| stamp(v, clock));
         let duration = match (start, end) {
             (Some(s), Some(e)) if e >= s => Some(e - s),
-            _ => field("Duration ").and_then(hms_seconds).map(|s| s * 1000),
+            _ => field("Duration ")
+                .and_then(hms_seconds)
+                .map(|s| s.saturating_mul(1000)),
         };
         (end, duration)
     };

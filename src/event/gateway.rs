@@ -10,7 +10,7 @@
 //! Nothing on the common path allocates: an event borrows from its line, and the derived
 //! session id and the event id are written into one buffer reused from line to line.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use super::syslog::{self, Clock, Header};
 use super::{
@@ -319,12 +319,7 @@ fn read<'a>(
     header: &Header<'a>,
     clock: &Clock,
 ) -> Option<(InputFormat, Header<'a>, Reading<'a>)> {
-    let vendors: &[InputFormat] = match format {
-        InputFormat::Auto => &InputFormat::ALL[1..7],
-        InputFormat::Json => &[],
-        f => std::slice::from_ref(InputFormat::ALL.iter().find(|v| **v == f)?),
-    };
-    for &vendor in vendors {
+    let read_as = |vendor| {
         let reading = match vendor {
             InputFormat::CiscoAsa => cisco_asa::reading(header, clock),
             InputFormat::Pulse => pulse::reading(header, clock),
@@ -334,9 +329,56 @@ fn read<'a>(
             InputFormat::OpenVpn => openvpn::reading(header, clock),
             InputFormat::Json | InputFormat::Auto => Reading::NotMine,
         };
-        if reading != Reading::NotMine {
-            return Some((vendor, *header, reading));
+        (!matches!(reading, Reading::NotMine)).then_some((vendor, *header, reading))
+    };
+    match format {
+        InputFormat::Json => None,
+        InputFormat::Auto => {
+            // The vendor the line's first bytes point at, tried first: every other vendor's
+            // refusal costs a scan of the line.
+            let likely = likely_vendor(header);
+            likely.and_then(read_as).or_else(|| {
+                InputFormat::ALL[1..7]
+                    .iter()
+                    .filter(|v| Some(**v) != likely)
+                    .find_map(|v| read_as(*v))
+            })
         }
+        vendor => read_as(vendor),
+    }
+}
+
+/// The vendor a line's tag or first bytes suggest, from cheap checks only (a guess: the caller
+/// still lets the vendor's reader decide, and tries the others when it refuses).
+fn likely_vendor(h: &Header<'_>) -> Option<InputFormat> {
+    let msg = h.msg.as_bytes();
+    if msg.starts_with(b"%ASA-") || msg.starts_with(b"%FTD-") {
+        return Some(InputFormat::CiscoAsa);
+    }
+    if let Some(tag) = h.tag {
+        if tag.contains("-PPE-") {
+            return Some(InputFormat::CitrixAdc);
+        }
+        if tag.starts_with("PulseSecure") {
+            return Some(InputFormat::Pulse);
+        }
+        if tag.starts_with("openvpn") || tag.starts_with("ovpn") {
+            return Some(InputFormat::OpenVpn);
+        }
+    }
+    if msg.starts_with(b"date=") || msg.starts_with(b"logver=") {
+        return Some(InputFormat::FortiGate);
+    }
+    if msg.starts_with(b"- - - ") || msg.get(4) == Some(&b'-') && msg.get(10) == Some(&b' ') {
+        return Some(InputFormat::Pulse);
+    }
+    // PAN-OS CSV: the type is the fourth field, within the first ~60 bytes.
+    let head = &msg[..msg.len().min(80)];
+    if memchr::memmem::find(head, b",GLOBALPROTECT,").is_some() {
+        return Some(InputFormat::GlobalProtect);
+    }
+    if msg.starts_with(b"default ") {
+        return Some(InputFormat::CitrixAdc);
     }
     None
 }
@@ -380,6 +422,12 @@ fn emit<'a>(
     {
         return Err(Reason::BadValue(FieldName::DurationMs));
     }
+    if said.bytes_in.is_some_and(|b| b < 0) {
+        return Err(Reason::BadValue(FieldName::BytesIn));
+    }
+    if said.bytes_out.is_some_and(|b| b < 0) {
+        return Err(Reason::BadValue(FieldName::BytesOut));
+    }
     // The derived session id, then the event id, written once into `scratch`.
     scratch.clear();
     if let SessionName::Derived(prefix, parts, n) = said.session {
@@ -392,11 +440,15 @@ fn emit<'a>(
     let session_end = scratch.len();
     // The same message from the same server at the same time is the same event (a relay's
     // redelivery, a file replayed twice): its id is a hash of the three.
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(server.as_bytes());
-    h.update(&ts.to_le_bytes());
-    h.update(header.msg.as_bytes());
-    let _ = write!(scratch, "{}-{:016x}", vendor.as_str(), h.digest());
+    let seed = xxhash_rust::xxh3::xxh3_64(server.as_bytes()) ^ ts as u64;
+    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(header.msg.as_bytes(), seed);
+    scratch.push_str(vendor.as_str());
+    scratch.push('-');
+    let mut hex = [0u8; 16];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[(hash >> (60 - 4 * i)) as usize & 15];
+    }
+    scratch.push_str(std::str::from_utf8(&hex).expect("hex digits"));
     let scratch: &'a str = scratch;
     let (derived, id) = scratch.split_at(session_end);
     *ev = Event {
@@ -448,8 +500,10 @@ pub(crate) fn hms_seconds(v: &str) -> Option<i64> {
     let h: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let s: i64 = parts.next()?.parse().ok()?;
-    (parts.next().is_none() && (0..60).contains(&m) && (0..60).contains(&s) && h >= 0)
-        .then_some(h * 3600 + m * 60 + s)
+    if parts.next().is_some() || !(0..60).contains(&m) || !(0..60).contains(&s) || h < 0 {
+        return None;
+    }
+    h.checked_mul(3600)?.checked_add(m * 60 + s)
 }
 
 #[cfg(test)]
@@ -497,5 +551,35 @@ mod tests {
             Some(54_335)
         );
         assert_eq!(hms_seconds("00:61:00"), None);
+    }
+
+    /// Inputs the fuzz targets found panicking (a slice cut inside a character), read in every
+    /// format.
+    #[test]
+    fn lines_the_fuzzers_found() {
+        let found: [&[u8]; 6] = [
+            b"\x3c\x31\x36\x36\x3e\x4d\x61\x72\x20\x32\x30\x20\x17\x00\x32\x00\x6e\x09\x00\x00\x32\x2c\x30\x20\xd0\x95\x74\x3a\x20\x54\x69",
+            b"\x3c\x31\x33\x34\x3e\x20\x30\x33\x2f\x32\x34\x2f\x32\x30\x32\x30\x3a\x30\x38\x3a\x2d\x20\x3a\x30\x30\x20\x47\x4d\x54\x20\x76\x70\x78\x2d\x61\x20\x20\xdc\x80\x00\x11\x11\x11\x11\x11\x11\x11\x3d\x11\x11\x6f\x76\x70\x6e\x30\x2d\x50\x50\x45\x2d\x31\x28\x44\x65\x63\x20\x00\x11\x11\x11\x11\x11\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x66\x61\x75\x6c\x74\x20\x41\x41\x41\x54\x4d\x20\x4c\x4f\x47\x4f\x3a\x20\x64\x60\x00\x00\x00\x00\x6e\x20\x30\x31\x3a\x30\x39\x3a\x35\x30\x36\x20\x30\x6c\x5f\x62\x79\x74\x65\x73\x5f\x20\x3a\x20\x72\x65\x66\x66\x22",
+            b"\x00\x00\x00\x00\x30\x33\x3a\x30\x38\x3a\x00\x00\x00\x02\x37\x37\x20\x64\x65\x39\x61\x31\x38\x3e\x3c\x64\x2a\x01\x64\x30\x30\x3c\xc2\x83\x2d\x46\x20\x3a",
+            b"\x3c\x31\x34\x3e\x4d\x61\x72\x20\x32\x34\x20\x30\x34\x3e\x3c\x4d\x31\x32\x01\x00\x15\x00\x00\xc2\xb3\x25\x46\x54\x44\x2d\x20\x30\x31\x30\x3a\x3a\x71\x71\x71\x71\x71\x71\x71\x71\x71\x71\x71\x71\x71\x71\x30\x22\x31\x2c\x32\x30\x32\x30\x2f\x30",
+            b"\x6c\x6f\x67\x69\x3e\x4d\x32\x5d\x3a\x20\x4d\x55\x4c\x54\x49\x3a\x20\x6e\x65\x77\x20\x49\x5b\x73\x20\xdd\x9c\x00\x00\x00\x00\x00\x00\x00\x00",
+            b"\xc4\x96\xc3\x8e\x69\xc4\x96\xc3\x8e\x3c\x31\x33\x2d\x34\x44\x31\x20\x4a\x75\x6c\x3a\x30\x32\x30\x2d\x30\x33\x2d\x32\x34\x30\x30\xc4\x96\xc3\x8e\x69\xc4\x96\xc3\x8e\x3c\x31\x33\x2d\x34\x44\x31\x20\x4a\x75\x6c\x3a\x30\x32\x30\x2d\x30\x33\x2d\x32\x34\x30\x30\x2b\x30\x31\x31\x32\x34\x20\x30\x37\x3a\x30\x30\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x20\x2b\x30\x31\x31\x32\x34\x20\x30\x37\x3a\x30\x30\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x20",
+        ];
+        for bytes in found {
+            let Ok(line) = std::str::from_utf8(bytes) else {
+                continue;
+            };
+            for format in InputFormat::ALL {
+                let mut scratch = String::new();
+                let mut ev = Event::default();
+                let _ = decode_line(
+                    line,
+                    format,
+                    &Clock::in_year(2020, 3_600_000),
+                    &mut scratch,
+                    &mut ev,
+                );
+            }
+        }
     }
 }

@@ -54,7 +54,7 @@ fn own_stamp<'a>(s: &'a str, clock: &Clock) -> Option<(i64, &'a str)> {
     }
     // `Tue Mar 17 08:30:00 2020`: weekday, then a year-ful RFC 3164-like stamp.
     let (_, rest) = s.split_once(' ')?;
-    let head = rest.get(..20)?; // `Mar 17 08:30:00 2020`
+    let head = rest.get(..20).filter(|h| h.is_ascii())?; // `Mar 17 08:30:00 2020`
     let (md, year) = head.split_at(16);
     let year: i64 = year.parse().ok()?;
     let line = syslog::parse(md.trim_end(), &Clock::in_year(year, clock.local_offset_ms));

@@ -40,7 +40,7 @@ pub fn prefix(msg: &str) -> Option<Prefix<'_>> {
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' {
         return None;
     }
-    let local_time = &s[..19];
+    let local_time = s.get(..19)?;
     let rest = s[19..].strip_prefix(" - ")?;
     let (node, rest) = rest.split_once(" - ")?;
     let rest = rest.strip_prefix('[')?;

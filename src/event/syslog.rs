@@ -64,6 +64,9 @@ pub fn fixed_offset_ms(s: &str) -> Option<i64> {
         b'-' => (-1, &s[1..]),
         _ => return None,
     };
+    if !rest.is_ascii() {
+        return None;
+    }
     let (hh, mm) = match rest.len() {
         1 | 2 => (rest, "0"),
         4 => rest.split_at(2),
