@@ -140,10 +140,7 @@ pub(super) fn parse_kafka(raw: RawKafka) -> Result<KafkaConfig, String> {
     if let Some(entries) = raw.topics {
         let mut names = Vec::with_capacity(entries.len());
         for entry in entries {
-            let (name, format) = match entry {
-                RawTopic::Name(n) => (n, None),
-                RawTopic::Table(t) => (t.name, t.format),
-            };
+            let (name, format) = topic_entry(entry)?;
             if let Some(f) = format {
                 let format = InputFormat::parse(&f).ok_or_else(|| {
                     format!(
@@ -442,6 +439,35 @@ pub(super) fn parse_rule(r: RawRule, default_repeat: Option<i64>) -> Result<Rule
         scope,
         repeat_interval_ms,
     })
+}
+
+/// One `kafka.topics` entry: a name, or a table of `name` and optional `format`.
+fn topic_entry(entry: toml::Value) -> Result<(String, Option<String>), String> {
+    const SHAPE: &str = "each kafka.topics entry is a topic name, or a table with name = \"...\" and optionally format = \"...\"";
+    match entry {
+        toml::Value::String(name) => Ok((name, None)),
+        toml::Value::Table(mut t) => {
+            let name = match t.remove("name") {
+                Some(toml::Value::String(n)) => n,
+                _ => return Err(format!("kafka.topics: a table has no name; {SHAPE}")),
+            };
+            let format =
+                match t.remove("format") {
+                    None => None,
+                    Some(toml::Value::String(f)) => Some(f),
+                    Some(_) => return Err(format!(
+                        "kafka.topics: topic {name:?} has a format that is not a string; {SHAPE}"
+                    )),
+                };
+            if let Some(key) = t.keys().next() {
+                return Err(format!(
+                    "kafka.topics: topic {name:?} has an unknown key {key:?}; {SHAPE}"
+                ));
+            }
+            Ok((name, format))
+        }
+        _ => Err(format!("kafka.topics: {SHAPE}")),
+    }
 }
 
 /// Checks a list of topic names (non-empty, each valid).

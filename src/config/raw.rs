@@ -37,21 +37,6 @@ pub(super) struct RawInput {
     pub(super) timezone: Option<String>,
 }
 
-/// A `kafka.topics` entry: a name, or `{ name, format }` (`[[kafka.topics]]`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawTopic {
-    Name(String),
-    Table(RawTopicTable),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTopicTable {
-    pub(super) name: String,
-    pub(super) format: Option<String>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawArchive {
@@ -113,7 +98,9 @@ pub(super) struct RawRule {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKafka {
     pub(super) brokers: Option<String>,
-    pub(super) topics: Option<Vec<RawTopic>>,
+    /// Names, or `{ name, format }` tables (`[[kafka.topics]]`): read by `parse` (serde's
+    /// error for an untagged enum would not say what is wrong).
+    pub(super) topics: Option<Vec<toml::Value>>,
     pub(super) group: Option<String>,
     pub(super) dead_letter_topic: Option<String>,
     #[serde(default)]

@@ -146,3 +146,41 @@ fn durations() {
     assert_eq!(parse_duration_ms("5"), None);
     assert_eq!(parse_duration_ms("m"), None);
 }
+
+/// Topics as names or `[[kafka.topics]]` tables with a format; `[input]` year and zone; each
+/// mistake in one sentence naming what to write instead.
+#[test]
+fn topic_formats_and_syslog_time() {
+    let c = Config::parse(
+        "[[kafka.topics]]\nname = \"asa\"\nformat = \"cisco-asa\"\n[[kafka.topics]]\nname = \"mixed\"\nformat = \"auto\"\n[[kafka.topics]]\nname = \"own\"\nformat = \"json\"\n[[kafka.topics]]\nname = \"plain\"\n[input]\nyear = 2020\ntimezone = \"+01:00\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.kafka.topics, ["asa", "mixed", "own", "plain"]);
+    assert_eq!(c.kafka.format_of("asa"), InputFormat::CiscoAsa);
+    assert_eq!(c.kafka.format_of("mixed"), InputFormat::Auto);
+    assert_eq!(c.kafka.format_of("own"), InputFormat::Json);
+    assert_eq!(c.kafka.format_of("plain"), InputFormat::Json);
+    assert_eq!(c.kafka.formats.len(), 2);
+    assert_eq!(c.input.year, Some(2020));
+    assert_eq!(c.input.timezone, LocalTime::Offset(3_600_000));
+    let mixed = Config::parse(
+        "[kafka]\ntopics = [\"a\", { name = \"b\", format = \"pulse\" }]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(mixed.kafka.format_of("b"), InputFormat::Pulse);
+    assert_eq!(Config::default().input, InputConfig::default());
+    for (text, says) in [
+        (
+            "[[kafka.topics]]\nname = \"a\"\nformat = \"asa\"\n",
+            "use one of json, cisco-asa",
+        ),
+        ("[input]\nyear = 12\n", "input.year = 12 is not a year"),
+        ("[input]\ntimezone = \"Mars\"\n", "is not a time zone"),
+        ("[[kafka.topics]]\nformat = \"pulse\"\n", "kafka.topics"),
+    ] {
+        let e = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains(says), "{text:?}: {e}");
+    }
+}
