@@ -451,14 +451,15 @@ fn topic_entry(entry: toml::Value) -> Result<(String, Option<String>), String> {
                 Some(toml::Value::String(n)) => n,
                 _ => return Err(format!("kafka.topics: a table has no name; {SHAPE}")),
             };
-            let format =
-                match t.remove("format") {
-                    None => None,
-                    Some(toml::Value::String(f)) => Some(f),
-                    Some(_) => return Err(format!(
+            let format = match t.remove("format") {
+                None => None,
+                Some(toml::Value::String(f)) => Some(f),
+                Some(_) => {
+                    return Err(format!(
                         "kafka.topics: topic {name:?} has a format that is not a string; {SHAPE}"
-                    )),
-                };
+                    ))
+                }
+            };
             if let Some(key) = t.keys().next() {
                 return Err(format!(
                     "kafka.topics: topic {name:?} has an unknown key {key:?}; {SHAPE}"
