@@ -80,6 +80,14 @@ pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
     let Some(m) = message(h.msg) else {
         return Reading::NotMine;
     };
+    // Most of a gateway's NetScaler lines are traffic statistics: counted by name before any
+    // field of theirs is looked for.
+    if !matches!(
+        m.event,
+        "LOGIN" | "LOGOUT" | "ICASTART" | "ICAEND_CONNSTAT" | "LOGIN_FAILED" | "LICLMT_REACHED"
+    ) {
+        return Reading::Ignored(feature_event(&m));
+    }
     let t = m.text;
     let field = |key: &str| value_after(t, key, " - ").map(unquote);
     let user = field("User ").and_then(|u| u.split(' ').next());

@@ -98,13 +98,32 @@ pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
     if !msg.contains(",GLOBALPROTECT,") {
         return Reading::NotMine;
     }
+    // The type and event id first: most records (portal, HIP checks) are ignored by their id,
+    // and need no more of the line split.
+    let mut head = [""; at::EVENT_ID + 1];
+    let Some(n) = split(msg, &mut head) else {
+        return Reading::Unreadable;
+    };
+    if n <= at::TYPE || head[at::TYPE] != "GLOBALPROTECT" {
+        return Reading::NotMine;
+    }
+    if n > at::EVENT_ID
+        && !matches!(
+            head[at::EVENT_ID],
+            "gateway-setup-ipsec"
+                | "gateway-setup-ssl"
+                | "gateway-connected"
+                | "gateway-logout"
+                | "gateway-auth"
+                | "gateway-tunnel-latency"
+        )
+    {
+        return Reading::Ignored(MessageId::new(head[at::EVENT_ID]));
+    }
     let mut f = [""; at::READ];
     let Some(n) = split(msg, &mut f) else {
         return Reading::Unreadable;
     };
-    if n <= at::TYPE || f[at::TYPE] != "GLOBALPROTECT" {
-        return Reading::NotMine;
-    }
     if n <= at::STATUS {
         return Reading::Unreadable;
     }
