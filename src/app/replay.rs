@@ -67,14 +67,8 @@ pub fn replay_files(
 /// `input.year` (else the year before now, or a month ahead), and the year rolls over at New
 /// Year from there (docs/gateways.md, "Time").
 pub fn replay_clock(files: &[String], format: InputFormat, config: &Config) -> Clock {
-    let local = config.input.timezone;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let first_guess = match config.input.year {
-        Some(y) => Clock::in_year(y, 0).at(local),
-        None => Clock::live(now, 0).at(local),
-    };
+    // How `run` would read the first line: in `input.year`, else near today.
+    let first_guess = crate::ingest::kafka::live_clock(&config.input);
     if format == InputFormat::Json {
         return first_guess;
     }
@@ -87,9 +81,9 @@ pub fn replay_clock(files: &[String], format: InputFormat, config: &Config) -> C
             use std::io::Read;
             let mut head = Vec::with_capacity(64 << 10);
             f.take(64 << 10).read_to_end(&mut head).ok()?;
-            let text = String::from_utf8_lossy(&head).into_owned();
-            let line = text.lines().find(|l| !l.trim().is_empty())?.to_string();
-            syslog::parse(&line, &first_guess).ts_ms
+            let text = String::from_utf8_lossy(&head);
+            let line = text.lines().find(|l| !l.trim().is_empty())?;
+            syslog::parse(line, &first_guess).ts_ms
         });
     match first_stamp {
         Some(ts) => Clock {

@@ -9,8 +9,8 @@
 //! shares (`gateway`).
 
 use super::gateway::{hms_seconds, value_after, MessageId, Reading, Said, SessionName};
-use super::syslog::{Clock, Header};
-use super::{days_from_civil, EventType};
+use super::syslog::{self, Clock, Header};
+use super::EventType;
 
 /// The head of a NetScaler message: `default SSLVPN LOGIN 2345680 0 : text`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +108,8 @@ pub(crate) fn reading<'a>(h: &Header<'a>, clock: &Clock) -> Reading<'a> {
     };
     let bytes = |key: &str| field(key).and_then(|v| v.parse::<i64>().ok());
     let interval = |start_key: &str, end_key: &str| {
-        let end = field(end_key).and_then(|v| stamp(v, clock));
-        let start = field(start_key).and_then(|v| stamp(v, clock));
+        let end = field(end_key).and_then(|v| syslog::netscaler_stamp(v, clock));
+        let start = field(start_key).and_then(|v| syslog::netscaler_stamp(v, clock));
         let duration = match (start, end) {
             (Some(s), Some(e)) if e >= s => Some(e - s),
             _ => field("Duration ")
@@ -198,37 +198,6 @@ fn feature_event(m: &Message<'_>) -> MessageId {
 /// A value without its quotes (`"Mapped Ip"`, or `\"…\"` as some relays escape them).
 fn unquote(v: &str) -> &str {
     v.trim_matches(|c| c == '"' || c == '\\')
-}
-
-/// `01/16/2026:14:15:22 GMT` (or `…:22GMT`; local time at the clock's offset without `GMT`).
-fn stamp(v: &str, clock: &Clock) -> Option<i64> {
-    let b = v.as_bytes();
-    if b.len() < 19
-        || b[2] != b'/'
-        || b[5] != b'/'
-        || b[10] != b':'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = &b[r];
-        t.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| t.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let (mo, d, y) = (num(0..2)?, num(3..5)?, num(6..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
-    let ms_of_day = ((h * 60 + mi) * 60 + s) * 1000;
-    if v[19..].trim_start().starts_with("GMT") {
-        Some(days_from_civil(y, mo as u32, d as u32) * 86_400_000 + ms_of_day)
-    } else {
-        Some(clock.instant(Some(y), mo as u32, d as u32, ms_of_day))
-    }
 }
 
 #[cfg(test)]

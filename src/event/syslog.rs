@@ -195,23 +195,60 @@ pub fn local_datetime(s: &str, clock: &Clock) -> Option<i64> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = &b[r];
-        t.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| t.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+    let n = |r| digits(b, r);
+    let (y, mo, d, ms) = civil(
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    )?;
+    Some(clock.instant(Some(y), mo, d, ms))
+}
+
+/// NetScaler's `MM/DD/YYYY:HH:MM:SS` at the start of `s`, in UTC when `GMT` follows it
+/// (`… GMT` or `…GMT`), else local time at the clock's offset. Its header and its records'
+/// `Start_time`/`End_time` are written alike.
+pub(crate) fn netscaler_stamp(s: &str, clock: &Clock) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[2] != b'/'
+        || b[5] != b'/'
+        || b[10] != b':'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
-    Some(clock.instant(
-        Some(y),
-        mo as u32,
-        d as u32,
-        ((h * 60 + mi) * 60 + sec) * 1000,
-    ))
+    let n = |r| digits(b, r);
+    let (y, mo, d, ms) = civil(
+        n(6..10)?,
+        n(0..2)?,
+        n(3..5)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    )?;
+    Some(if s[19..].trim_start().starts_with("GMT") {
+        days_from_civil(y, mo, d) * 86_400_000 + ms
+    } else {
+        clock.instant(Some(y), mo, d, ms)
+    })
+}
+
+/// `b[r]` as a number, when every byte is an ASCII digit.
+fn digits(b: &[u8], r: std::ops::Range<usize>) -> Option<i64> {
+    let t = &b[r];
+    t.iter()
+        .all(u8::is_ascii_digit)
+        .then(|| t.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+}
+
+/// A date and time that exists on a clock: `(year, month, day, ms of the day)`.
+fn civil(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<(i64, u32, u32, i64)> {
+    let valid = (1..=12).contains(&mo) && (1..=31).contains(&d) && h <= 23 && mi <= 59 && s <= 59;
+    valid.then_some((y, mo as u32, d as u32, ((h * 60 + mi) * 60 + s) * 1000))
 }
 
 /// The civil (proleptic Gregorian) year of an instant, epoch ms.
@@ -310,38 +347,13 @@ pub fn parse<'a>(line: &'a str, clock: &Clock) -> Header<'a> {
 /// stamp in local time unless `GMT` follows it).
 fn netscaler<'a>(s: &'a str, clock: &Clock) -> Option<Header<'a>> {
     let (stamp, rest) = word(s);
-    let b = stamp.as_bytes();
-    let shape = b.len() == 19
-        && b[2] == b'/'
-        && b[5] == b'/'
-        && b[10] == b':'
-        && b[13] == b':'
-        && b[16] == b':';
-    if !shape {
+    if stamp.len() != 19 {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = &stamp[r];
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let (mo, d, y) = (num(0..2)?, num(3..5)?, num(6..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let (zone, after_zone) = word(rest);
-    let (utc, rest) = if zone == "GMT" {
-        (true, after_zone)
-    } else {
-        (false, rest)
-    };
-    let ms_of_day = ((h * 60 + mi) * 60 + sec) * 1000;
-    let ts = if utc {
-        days_from_civil(y, mo as u32, d as u32) * 86_400_000 + ms_of_day
-    } else {
-        clock.instant(Some(y), mo as u32, d as u32, ms_of_day)
+    let ts = netscaler_stamp(s.trim_start_matches(' '), clock)?;
+    let rest = match word(rest) {
+        ("GMT", after_zone) => after_zone,
+        _ => rest,
     };
     let (first, after_first) = word(rest);
     // No host at all (`GMT  0-PPE-6 : …`): the packet engine comes first.
