@@ -29,6 +29,23 @@ pub enum Command {
     Query(QueryArgs),
     /// Validate a config file and show what it configures.
     CheckConfig(CheckConfigArgs),
+    /// Serve a Parquet archive (no Kafka, no engine) to PostgreSQL clients: psql, Grafana,
+    /// DBeaver, psycopg. See docs/postgres.md.
+    ServeArchive(ServeArchiveArgs),
+}
+
+/// `gatewatch serve-archive`.
+#[derive(Debug, Args)]
+pub struct ServeArchiveArgs {
+    /// The archive directory (what `run --archive` wrote).
+    #[arg(long, value_name = "DIR")]
+    pub archive: PathBuf,
+    /// PostgreSQL listen address. Default: pg.bind, else 127.0.0.1:5433.
+    #[arg(long, value_name = "ADDR")]
+    pub pg: Option<String>,
+    /// TOML config: `[pg]` (TLS, connections) and `[http]`'s token and query limits.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `gatewatch run`.
@@ -48,6 +65,10 @@ pub struct RunArgs {
     /// HTTP listen address. Default: http.bind, else 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// PostgreSQL listen address (psql, Grafana, DBeaver, psycopg), or `off`. Default: pg.bind,
+    /// else 127.0.0.1:5433. See docs/postgres.md.
+    #[arg(long, value_name = "ADDR")]
+    pub pg: Option<String>,
     /// TOML config: kafka, http, engine, servers.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -27,8 +27,8 @@ pub const LAYERS: &[&[&str]] = &[
     &["sql"],
     // What reads answers: alert rules and sinks, checkpoint files, text output.
     &["alerts", "checkpoint", "output"],
-    // The service's HTTP side.
-    &["http"],
+    // The service's front doors: HTTP, and PostgreSQL's wire protocol.
+    &["http", "pg"],
     // Command-line arguments (clap stays here and in `app`).
     &["cli"],
     // Wiring of the subcommands.

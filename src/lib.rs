@@ -6,7 +6,7 @@
 //! ```text
 //! app          wiring of the subcommands: replay, query, check-config, simulate, run (the service)
 //! cli          clap's arguments (clap stays in cli and app)
-//! http         routes, auth, dashboard, Prometheus metrics
+//! http · pg    routes, auth, dashboard, Prometheus metrics · PostgreSQL's wire protocol
 //! alerts · checkpoint · output     rules and sinks · checkpoint files · text tables/CSV/JSON
 //! sql          DataFusion over a snapshot; the Parquet archive (layout, reader, writer)
 //! state        the engine: exact sessions and concurrency, minute histograms, snapshots
@@ -30,6 +30,8 @@
 //! - [`checkpoint`]: checkpoint files of the live service's state ([`codec`] is their
 //!   encoding, [`atomic_file`] how every durable file is written).
 //! - [`http`]: the service's routes, dashboard and metrics.
+//! - [`pg`]: the PostgreSQL front door (psql, Grafana, DBeaver, JDBC, psycopg) over the same
+//!   SQL, limits and token.
 //! - [`app`]: wiring for the subcommands; [`cli`]: their arguments; [`sim`]: the synthetic
 //!   traffic generator.
 
@@ -49,6 +51,7 @@ pub mod ingest;
 #[cfg(test)]
 mod layering;
 pub mod output;
+pub mod pg;
 pub mod sim;
 pub mod sql;
 pub mod state;

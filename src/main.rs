@@ -15,7 +15,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    if !matches!(cli.command, Command::Run(_) | Command::Simulate(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Simulate(_) | Command::ServeArchive(_)
+    ) {
         stop_quietly_when_the_reader_goes();
     }
     let result = match cli.command {
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
         Command::Query(args) => gatewatch::app::query(args),
         Command::CheckConfig(args) => gatewatch::app::check_config(args),
         Command::Simulate(args) => gatewatch::app::simulate(args),
+        Command::ServeArchive(args) => gatewatch::app::serve_archive(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

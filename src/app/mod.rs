@@ -9,6 +9,7 @@ mod check_config;
 mod embedded;
 mod query;
 mod replay;
+mod serve_archive;
 pub mod service;
 mod simulate;
 
@@ -24,6 +25,7 @@ use crate::state::Snapshot;
 pub use check_config::check_config;
 pub use query::{query, query_archive_dir, query_service};
 pub use replay::{replay, replay_clock, replay_files, replay_files_as, ReplayOutcome};
+pub use serve_archive::serve_archive;
 pub use simulate::simulate;
 
 /// Loads the config file, or the defaults.
@@ -32,6 +34,29 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     })
+}
+
+/// The limits of the service's queries (`[http]`: shared by HTTP and PostgreSQL).
+pub(crate) fn query_limits(cfg: &crate::config::HttpConfig) -> sql::Limits {
+    sql::Limits {
+        max_rows: cfg.max_rows,
+        timeout: std::time::Duration::from_millis(cfg.query_timeout_ms as u64),
+        memory_bytes: cfg.query_memory_bytes,
+        max_result_bytes: cfg.max_result_bytes,
+        max_concurrent: cfg.max_queries,
+    }
+}
+
+/// TLS for the PostgreSQL front door, when `[pg]` names a certificate.
+pub(crate) fn pg_tls(
+    cfg: &crate::config::PgConfig,
+) -> anyhow::Result<Option<crate::pg::TlsAcceptor>> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            crate::pg::load_tls(cert, key).map_err(anyhow::Error::msg)?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// Runs SQL against a snapshot on a small tokio runtime.

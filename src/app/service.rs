@@ -36,6 +36,8 @@ pub use super::embedded::{
 pub struct Started {
     /// The HTTP address (the real port when 0 was asked for).
     pub http: SocketAddr,
+    /// The PostgreSQL address (None: off, or the default port was taken).
+    pub pg: Option<SocketAddr>,
     /// The brokers consumed from (the embedded cluster's address in embedded mode).
     pub brokers: String,
     /// True when running the embedded cluster and simulator.
@@ -78,6 +80,10 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
     if let Some(h) = &args.http {
         cfg.http.bind = config::parse_bind(h).map_err(|m| anyhow::anyhow!("--http: {m}"))?;
     }
+    if let Some(p) = &args.pg {
+        cfg.pg.bind = config::parse_pg_bind(p).map_err(|m| anyhow::anyhow!("--pg: {m}"))?;
+        cfg.pg.bind_configured = true;
+    }
     cfg.http.token_from_env().map_err(anyhow::Error::msg)?;
     if let Some(d) = &args.checkpoint_dir {
         cfg.checkpoint.dir = Some(d.clone());
@@ -112,16 +118,18 @@ pub async fn serve(
     service.start_embedded_cluster(embedded.as_ref(), &alert_topics)?;
     service.check_topics(&alert_topics).await?;
     let listener = service.bind_http().await?;
+    let pg = service.bind_pg().await?;
     service.start_alerts(evaluator, &restored.alerts)?;
     service.start_archiver()?;
     service.start_ingest(restored.resume)?;
     on_start(&Started {
         http: listener.local_addr().context("no local address")?,
+        pg: pg.as_ref().map(|(l, _)| l.local_addr()).transpose()?,
         brokers: service.brokers.clone(),
         embedded: service.cfg.kafka.brokers.is_none(),
         resumed_from: restored.from,
     });
-    let served = service.serve_http(listener, shutdown).await;
+    let served = service.serve_http(listener, pg, shutdown).await;
     service.stop().await?;
     served
 }
@@ -493,30 +501,78 @@ impl Service {
         Ok(())
     }
 
-    /// Step 9: HTTP until `shutdown` resolves or the consumer stops with an error.
+    /// Step 4b: the PostgreSQL listener and its catalogue, when `pg.bind` is not off. The
+    /// default address may be taken (a second instance on one machine): that is a warning,
+    /// and the service runs without it; a configured address must be free.
+    async fn bind_pg(
+        &self,
+    ) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<crate::sql::postgres::PgFlavor>)>>
+    {
+        let Some(bind) = self.cfg.pg.bind else {
+            return Ok(None);
+        };
+        // Certificate problems are start-up errors, before anything is consumed.
+        super::pg_tls(&self.cfg.pg)?;
+        let listener = match tokio::net::TcpListener::bind(bind).await {
+            Ok(l) => l,
+            Err(e) if !self.cfg.pg.bind_configured => {
+                tracing::warn!(%bind, error = %e, "PostgreSQL's default address is taken; running without it (set pg.bind or --pg to another address, or --pg off)");
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot listen on {bind} for PostgreSQL; pick a free address with --pg or pg.bind, or --pg off")
+                })
+            }
+        };
+        let pg = listener.local_addr().context("no local address")?;
+        if !pg.ip().is_loopback() && self.cfg.http.token.is_none() {
+            tracing::warn!(
+                bind = %pg,
+                "PostgreSQL listens beyond this machine without a token: anyone who can reach it can read the data; set http.token or GATEWATCH_HTTP_TOKEN."
+            );
+        }
+        let flavor = crate::sql::postgres::PgFlavor::new(self.cfg.archive.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot set up the PostgreSQL catalogue: {e}"))?;
+        Ok(Some((listener, Arc::new(flavor))))
+    }
+
+    /// Step 9: HTTP (and PostgreSQL) until `shutdown` resolves or the consumer stops with an
+    /// error.
     async fn serve_http(
         &mut self,
         listener: tokio::net::TcpListener,
+        pg: Option<(tokio::net::TcpListener, Arc<crate::sql::postgres::PgFlavor>)>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let http = listener.local_addr().context("no local address")?;
         let cfg = &self.cfg.http;
+        let queries = Arc::new(
+            crate::sql::QueryRunner::new(super::query_limits(cfg), self.cfg.archive.clone())
+                .context("cannot start the query threads")?,
+        );
+        // The PostgreSQL side stops when HTTP does: `pg_stop` is dropped then.
+        let (pg_stop, pg_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some((pg_listener, flavor)) = pg {
+            let service = Arc::new(crate::pg::PgService::new(
+                flavor,
+                queries.clone(),
+                crate::pg::Source::Live(self.engine.clone()),
+                cfg.token.clone(),
+                super::pg_tls(&self.cfg.pg)?,
+                self.cfg.pg.max_connections,
+            ));
+            tokio::spawn(crate::pg::serve(pg_listener, service, async move {
+                let _ = pg_stopped.await;
+            }));
+        }
         let state = Arc::new(ServiceState {
             engine: self.engine.clone(),
             kafka: self.status.clone(),
             started: Instant::now(),
             alerts: self.live_alerts.clone(),
-            queries: crate::sql::QueryRunner::new(
-                crate::sql::Limits {
-                    max_rows: cfg.max_rows,
-                    timeout: std::time::Duration::from_millis(cfg.query_timeout_ms as u64),
-                    memory_bytes: cfg.query_memory_bytes,
-                    max_result_bytes: cfg.max_result_bytes,
-                    max_concurrent: cfg.max_queries,
-                },
-                self.cfg.archive.clone(),
-            )
-            .context("cannot start the query threads")?,
+            queries,
             archive: self.archive_stats.clone(),
             token: cfg.token.clone(),
             bind: http,
@@ -539,6 +595,7 @@ impl Service {
                     }
                 }
             }
+            drop(pg_stop);
         })
         .await
         .context("the HTTP server failed")
@@ -639,12 +696,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         }
         println!("gatewatch: open http://{}/  (SQL: POST /api/sql, or gatewatch query --url http://{} \"SELECT * FROM servers\")", s.http, s.http);
+        if let Some(pg) = s.pg {
+            println!(
+                "gatewatch: PostgreSQL at {pg}  (psql -h {} -p {} -U gatewatch -c 'SELECT * FROM servers')",
+                pg.ip(),
+                pg.port()
+            );
+        }
     }))
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed before this returns, so a signal
 /// that arrives while the service is still starting is not lost to the default action.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+pub(super) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

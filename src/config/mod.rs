@@ -62,7 +62,8 @@ mod tests;
 
 use parse::*;
 pub use parse::{
-    parse_bind, parse_duration_ms, parse_size, validate_brokers, validate_topic, validate_topics,
+    parse_bind, parse_duration_ms, parse_pg_bind, parse_size, validate_brokers, validate_topic,
+    validate_topics,
 };
 use raw::*;
 
@@ -204,6 +205,42 @@ pub struct HttpConfig {
     pub header_timeout_ms: i64,
     /// Longest a client may take to send a request's body, ms.
     pub body_timeout_ms: i64,
+}
+
+/// The PostgreSQL front door (`[pg]`, `run --pg`; docs/postgres.md). Its queries share
+/// `[http]`'s limits (rows, timeout, memory, running queries) and token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// Listen address; None: off.
+    pub bind: Option<std::net::SocketAddr>,
+    /// Whether `bind` was configured (`pg.bind`, `--pg`) rather than the default: only the
+    /// default may be busy without stopping the service (a second instance on one machine).
+    pub bind_configured: bool,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// PEM certificate chain for TLS; with `tls_key`, clients may (and with `sslmode=require`,
+    /// must) encrypt.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// Default PostgreSQL listen address: loopback, one above PostgreSQL's own 5432 so that a
+/// database on the same machine keeps its port.
+pub const DEFAULT_PG_BIND: &str = "127.0.0.1:5433";
+/// Default most PostgreSQL connections open at once.
+pub const DEFAULT_PG_MAX_CONNECTIONS: usize = 64;
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        PgConfig {
+            bind: Some(DEFAULT_PG_BIND.parse().expect("valid default address")),
+            bind_configured: false,
+            max_connections: DEFAULT_PG_MAX_CONNECTIONS,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 /// The environment variable that sets (and overrides) `[http] token`.
@@ -440,6 +477,8 @@ pub struct Config {
     pub input: InputConfig,
     /// The HTTP API.
     pub http: HttpConfig,
+    /// The PostgreSQL front door.
+    pub pg: PgConfig,
     /// Alert rules and sinks.
     pub alerts: AlertsConfig,
     /// Checkpoints of the live service's state.
@@ -603,6 +642,7 @@ impl Config {
         }
         let kafka = parse_kafka(raw.kafka).map_err(invalid)?;
         let http = parse_http(raw.http).map_err(invalid)?;
+        let pg = parse_pg(raw.pg).map_err(invalid)?;
         let alerts = parse_alerts(raw.alerts).map_err(invalid)?;
         let checkpoint = parse_checkpoint(raw.checkpoint).map_err(invalid)?;
         let archive = match raw.archive.dir {
@@ -617,6 +657,7 @@ impl Config {
             kafka,
             input,
             http,
+            pg,
             alerts,
             checkpoint,
             archive,

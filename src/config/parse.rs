@@ -29,6 +29,46 @@ pub(super) fn parse_checkpoint(raw: RawCheckpoint) -> Result<CheckpointConfig, S
     Ok(c)
 }
 
+pub(super) fn parse_pg(raw: RawPg) -> Result<PgConfig, String> {
+    let mut p = PgConfig::default();
+    if let Some(b) = raw.bind {
+        p.bind = parse_pg_bind(&b).map_err(|m| format!("pg.bind: {m}"))?;
+        p.bind_configured = true;
+    }
+    if let Some(n) = raw.max_connections {
+        if !(1..=65536).contains(&n) {
+            return Err(format!(
+                "pg.max_connections = {n} must be a whole number from 1 to 65536"
+            ));
+        }
+        p.max_connections = n as usize;
+    }
+    let path = |key: &str, v: Option<String>| -> Result<Option<std::path::PathBuf>, String> {
+        match v {
+            Some(s) if s.trim().is_empty() => Err(format!(
+                "pg.{key} is empty; name a PEM file, or remove pg.tls_cert and pg.tls_key to serve without TLS"
+            )),
+            v => Ok(v.map(Into::into)),
+        }
+    };
+    p.tls_cert = path("tls_cert", raw.tls_cert)?;
+    p.tls_key = path("tls_key", raw.tls_key)?;
+    if p.tls_cert.is_some() != p.tls_key.is_some() {
+        return Err("pg.tls_cert and pg.tls_key go together: give both PEM files (certificate chain and private key), or neither".into());
+    }
+    Ok(p)
+}
+
+/// `pg.bind` and `run --pg`: an address, or `off`.
+pub fn parse_pg_bind(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.trim().parse().map(Some).map_err(|_| {
+        format!("{s:?} is not an address to listen on; write it as IP:PORT, e.g. 127.0.0.1:5433, or off")
+    })
+}
+
 pub(super) fn parse_http(raw: RawHttp) -> Result<HttpConfig, String> {
     let mut h = HttpConfig::default();
     if let Some(b) = raw.bind {

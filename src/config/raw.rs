@@ -21,6 +21,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) http: RawHttp,
     #[serde(default)]
+    pub(super) pg: RawPg,
+    #[serde(default)]
     pub(super) alerts: RawAlerts,
     #[serde(default)]
     pub(super) checkpoint: RawCheckpoint,
@@ -121,6 +123,15 @@ pub(super) struct RawHttp {
     pub(super) max_connections: Option<i64>,
     pub(super) header_timeout: Option<String>,
     pub(super) body_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPg {
+    pub(super) bind: Option<String>,
+    pub(super) max_connections: Option<i64>,
+    pub(super) tls_cert: Option<String>,
+    pub(super) tls_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

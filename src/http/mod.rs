@@ -55,7 +55,7 @@ pub struct ServiceState {
     /// The alert evaluator and sinks (None without rules).
     pub alerts: Option<Arc<Mutex<LiveAlerts>>>,
     /// Runs `POST /api/sql` under the configured limits.
-    pub queries: sql::QueryRunner,
+    pub queries: Arc<sql::QueryRunner>,
     /// The bearer token every route but `/healthz` requires (None: open).
     pub token: Option<String>,
     /// The address the service listens on: without a token, the only host name besides the

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod bounded;
 mod bounds;
 pub mod nesting;
+pub mod postgres;
 pub mod tables;
 pub mod udf;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 
@@ -27,9 +29,10 @@ pub enum SqlError {
     /// The statement would change something or read outside gatewatch's tables.
     #[error("gatewatch SQL is read-only: {0} is not allowed; write a SELECT over the tables events, sessions, concurrency, latency, servers and alerts")]
     ReadOnly(String),
-    /// Parse, plan or execution error from DataFusion.
+    /// Parse, plan or execution error from DataFusion, with where in the text it is when
+    /// DataFusion says (line and column, from 1).
     #[error("SQL error: {0}")]
-    Query(String),
+    Query(String, Option<Location>),
     /// The query ran longer than the service allows.
     #[error("the query was stopped after {0} s (http.query_timeout); narrow it with WHERE on ts/minute/second, or aggregate before joining")]
     Timeout(u64),
@@ -73,8 +76,54 @@ impl From<DataFusionError> for SqlError {
         if let Some(name) = missing_table(&tidied).filter(|n| looks_like_a_path(n)) {
             return SqlError::ReadOnly(format!("reading a file or URL as a table ('{name}')"));
         }
-        SqlError::Query(tidied)
+        let at = e
+            .diagnostic()
+            .and_then(|d| d.span)
+            .map(|s| Location {
+                line: s.start.line,
+                column: s.start.column,
+            })
+            .filter(|l| l.line > 0)
+            .or_else(|| parser_location(&msg));
+        SqlError::Query(tidied, at)
     }
+}
+
+/// Where in a statement's text an error is: line and column, both from 1 (as sqlparser counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: u64,
+    /// Column within the line, in characters, from 1.
+    pub column: u64,
+}
+
+impl Location {
+    /// The character offset (from 1) of this location in `text`, as PostgreSQL reports an
+    /// error's position; None when the text has no such place.
+    pub fn offset_in(&self, text: &str) -> Option<usize> {
+        let mut offset = 0usize;
+        for (n, line) in text.split('\n').enumerate() {
+            if n as u64 + 1 == self.line {
+                let column = usize::try_from(self.column).ok()?;
+                return (column >= 1 && column <= line.chars().count() + 1)
+                    .then_some(offset + column);
+            }
+            offset += line.chars().count() + 1;
+        }
+        None
+    }
+}
+
+/// The "at Line: L, Column: C" that sqlparser ends its messages with.
+fn parser_location(msg: &str) -> Option<Location> {
+    let rest = &msg[msg.rfind("at Line: ")? + "at Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some(Location {
+        line: line.trim().parse().ok()?,
+        column: column.parse().ok()?,
+    })
 }
 
 /// The name in DataFusion's "table 'NAME' not found".
@@ -161,7 +210,7 @@ pub async fn query_archive(dir: &std::path::Path, sql: &str) -> Result<QueryResu
     query(&archive_context(dir), sql).await
 }
 
-fn session_config(partitions: usize) -> SessionConfig {
+pub(crate) fn session_config(partitions: usize) -> SessionConfig {
     SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(partitions.max(1))
@@ -174,6 +223,17 @@ fn context_with(
     ctx: SessionContext,
     archive: Option<&std::path::Path>,
 ) -> SessionContext {
+    register_tables(&ctx, snapshot, archive);
+    register_functions(&ctx);
+    ctx
+}
+
+/// Gatewatch's six tables over `snapshot` in `ctx`'s default schema (see [`context_with`]).
+fn register_tables(
+    ctx: &SessionContext,
+    snapshot: Arc<Snapshot>,
+    archive: Option<&std::path::Path>,
+) {
     let horizon = archive.and_then(archive::archived_through);
     for t in Table::ALL {
         let memory = GatewatchTable::provider(SnapshotTable::new(t, snapshot.clone()));
@@ -186,8 +246,6 @@ fn context_with(
         ctx.register_table(t.name(), provider)
             .expect("fresh context has no tables");
     }
-    register_functions(&ctx);
-    ctx
 }
 
 fn register_functions(ctx: &SessionContext) {
@@ -295,6 +353,27 @@ pub struct Limits {
     pub max_concurrent: usize,
 }
 
+/// One statement for [`QueryRunner::run_request`].
+pub struct Request<'a> {
+    /// The statement's text.
+    pub sql: &'a str,
+    /// Values of its `$1`, `$2`, ... (the extended protocol's bound parameters).
+    pub params: Option<ParamValues>,
+    /// Planned in PostgreSQL's flavour, with its `pg_catalog` (the PostgreSQL front door).
+    pub postgres: Option<Arc<postgres::PgFlavor>>,
+}
+
+impl<'a> Request<'a> {
+    /// Plain gatewatch SQL, no parameters.
+    pub fn new(sql: &'a str) -> Request<'a> {
+        Request {
+            sql,
+            params: None,
+            postgres: None,
+        }
+    }
+}
+
 /// How many requests may wait for each query slot before more are refused at once.
 pub const QUEUED_PER_SLOT: usize = 4;
 
@@ -350,6 +429,16 @@ impl QueryRunner {
     /// At most `max_concurrent` run at once; the next ones wait up to the query timeout for a
     /// slot, and beyond the queue they are refused with [`SqlError::Busy`].
     pub async fn run(&self, snapshot: Arc<Snapshot>, sql: &str) -> Result<QueryResult, SqlError> {
+        self.run_request(snapshot, Request::new(sql)).await
+    }
+
+    /// [`QueryRunner::run`] of a [`Request`]: with values for its `$n` parameters, or in
+    /// PostgreSQL's flavour (the `pg_catalog` that clients browse).
+    pub async fn run_request(
+        &self,
+        snapshot: Arc<Snapshot>,
+        request: Request<'_>,
+    ) -> Result<QueryResult, SqlError> {
         let limits = self.limits;
         let busy = || SqlError::Busy(limits.max_concurrent);
         let _admitted = self
@@ -363,7 +452,8 @@ impl QueryRunner {
             .map_err(|_| busy())?;
         let partitions = self.partitions;
         let archive = self.archive.clone();
-        let sql = sql.to_string();
+        let sql = request.sql.to_string();
+        let (params, flavor) = (request.params, request.postgres);
         let task = self
             .runtime
             .as_ref()
@@ -379,18 +469,21 @@ impl QueryRunner {
                             ),
                     )
                     .build_arc()?;
-                let ctx = context_with(
-                    snapshot,
-                    SessionContext::new_with_config_rt(session_config(partitions), runtime),
-                    archive.as_deref(),
-                );
-                let run = collect_limited(&ctx, &sql, limits);
+                let ctx = match flavor {
+                    Some(pg) => pg.context(snapshot, runtime, partitions, archive.as_deref()),
+                    None => context_with(
+                        snapshot,
+                        SessionContext::new_with_config_rt(session_config(partitions), runtime),
+                        archive.as_deref(),
+                    ),
+                };
+                let run = collect_limited(&ctx, &sql, params, limits);
                 match tokio::time::timeout(limits.timeout, run).await {
                     Ok(r) => r,
                     Err(_) => Err(SqlError::Timeout(limits.timeout.as_secs().max(1))),
                 }
                 .map_err(|e| match e {
-                    SqlError::Query(m) if m.contains("Resources exhausted") => {
+                    SqlError::Query(m, _) if m.contains("Resources exhausted") => {
                         SqlError::OutOfMemory(limits.memory_bytes >> 20)
                     }
                     e => e,
@@ -399,7 +492,7 @@ impl QueryRunner {
         let mut guard = AbortOnDrop(task);
         match (&mut guard.0).await {
             Ok(r) => r,
-            Err(e) => Err(SqlError::Query(format!("the query task failed: {e}"))),
+            Err(e) => Err(SqlError::Query(format!("the query task failed: {e}"), None)),
         }
     }
 }
@@ -434,12 +527,16 @@ fn lower_priority() {
 async fn collect_limited(
     ctx: &SessionContext,
     sql: &str,
+    params: Option<ParamValues>,
     limits: Limits,
 ) -> Result<QueryResult, SqlError> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::physical_plan::coop::CooperativeExec;
     use futures::StreamExt;
-    let df = plan(ctx, sql).await?;
+    let mut df = plan(ctx, sql).await?;
+    if let Some(params) = params {
+        df = df.with_param_values(params)?;
+    }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let task = df.task_ctx();
     // Every operator yields to the scheduler now and then, not only the scans: a join that turns

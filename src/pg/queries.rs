@@ -1,0 +1,371 @@
+//! Queries in, rows out: pgwire's simple and extended query protocols over the [`QueryRunner`].
+//!
+//! Owns: what a prepared statement remembers (its rewritten text, columns and parameter
+//! types), binding parameters, encoding answers (text or binary, per column, by `arrow-pg`),
+//! and each refusal's SQLSTATE. Must not touch: planning rules and limits (`crate::sql`).
+//!
+//! [`QueryRunner`]: crate::sql::QueryRunner
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use async_trait::async_trait;
+use datafusion::common::metadata::ScalarAndMetadata;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
+use datafusion_postgres::arrow_pg::datatypes::{
+    arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
+};
+use datafusion_postgres::pgwire;
+use futures::{Sink, StreamExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+
+use super::{session, PgService};
+use crate::sql::postgres::{position_in_original, Described};
+use crate::sql::{QueryResult, Request, SqlError};
+
+/// The names of gatewatch's tables: a statement that names none of them (a catalogue query,
+/// `SELECT 1`) needs no snapshot of the engine.
+const TABLES: [&str; 6] = [
+    "events",
+    "sessions",
+    "concurrency",
+    "latency",
+    "servers",
+    "alerts",
+];
+
+/// A parsed statement, as the extended protocol keeps it between Parse and Execute.
+#[derive(Debug, Clone)]
+pub(super) struct Prepared {
+    /// What the client sent (error positions point into it).
+    original: String,
+    /// The statement after the client-SQL rewrites, as DataFusion plans it.
+    sql: String,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A query: its columns and parameter types.
+    Query(Described),
+    /// `SET`, `SHOW`, a transaction: answered by [`session`].
+    Session(Box<Statement>),
+}
+
+/// The query handlers of one connection.
+pub(super) struct Queries {
+    service: Arc<PgService>,
+}
+
+impl Queries {
+    pub(super) fn new(service: Arc<PgService>) -> Queries {
+        Queries { service }
+    }
+
+    /// Runs one rewritten statement through the service's runner, stopping when the client
+    /// hangs up.
+    async fn run(
+        &self,
+        peer: std::net::SocketAddr,
+        original: &str,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> PgWireResult<QueryResult> {
+        let lower = sql.to_lowercase();
+        let snapshot = if TABLES.iter().any(|t| lower.contains(t)) {
+            self.service.snapshot().await
+        } else {
+            Ok(self.service.flavor.empty_snapshot())
+        }
+        .map_err(|m| error("XX000", m))?;
+        let request = Request {
+            sql,
+            params,
+            postgres: Some(self.service.flavor.clone()),
+        };
+        let run = self.service.queries.run_request(snapshot, request);
+        tokio::select! {
+            r = run => r.map_err(|e| sql_error(e, original, sql)),
+            _ = self.service.hung_up(peer) => Err(error("08006", "the client hung up; the query was stopped".into())),
+        }
+    }
+}
+
+/// A PostgreSQL error with `code` (SQLSTATE).
+fn error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        message,
+    )))
+}
+
+/// A refusal or failure of the SQL layer, with its SQLSTATE and, where DataFusion says, the
+/// position in what the client sent.
+fn sql_error(e: SqlError, original: &str, planned: &str) -> PgWireError {
+    let code = match &e {
+        SqlError::ReadOnly(_) => "25006",
+        SqlError::Timeout(_) => "57014",
+        SqlError::TooManyRows(_) | SqlError::TooLarge(_) => "54000",
+        SqlError::OutOfMemory(_) => "53200",
+        SqlError::TooDeep(_) => "54001",
+        SqlError::Busy(_) => "53000",
+        SqlError::Query(m, _) => query_code(m),
+    };
+    let position = match &e {
+        SqlError::Query(_, Some(at)) => position_in_original(original, planned, *at),
+        _ => None,
+    };
+    let message = match e {
+        SqlError::Query(m, _) => m,
+        other => other.to_string(),
+    };
+    let mut info = ErrorInfo::new("ERROR".into(), code.into(), message);
+    info.position = position.map(|p| p.to_string());
+    PgWireError::UserError(Box::new(info))
+}
+
+/// SQLSTATE of a DataFusion error, from its wording.
+fn query_code(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("not found") && m.contains("table") {
+        "42P01"
+    } else if m.contains("no field named") || m.contains("column") && m.contains("not found") {
+        "42703"
+    } else if m.contains("invalid function") || m.contains("function") && m.contains("not found") {
+        "42883"
+    } else if m.starts_with("expected") || m.contains("parser error") || m.contains("syntax") {
+        "42601"
+    } else if m.contains("divide by zero") {
+        "22012"
+    } else if m.contains("cast") {
+        "22P02"
+    } else {
+        "42000"
+    }
+}
+
+/// The answer's rows, encoded per column in `format` (text or binary) as the client asked.
+fn respond(
+    result: QueryResult,
+    format: &Format,
+    client: &(impl ClientInfo + ?Sized),
+) -> PgWireResult<Response> {
+    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+    let fields = Arc::new(arrow_schema_to_pg_fields(
+        &result.schema,
+        format,
+        Some(options),
+    )?);
+    let encode_with = fields.clone();
+    let rows = futures::stream::iter(result.batches)
+        .flat_map(move |b| futures::stream::iter(encode_recordbatch(encode_with.clone(), b)));
+    Ok(Response::Query(QueryResponse::new(fields, rows)))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Queries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = self
+            .service
+            .flavor
+            .parse(query)
+            .map_err(|e| sql_error(e, query, query))?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let single = statements.len() == 1;
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            if let Some(answer) = session::answer(client, &statement) {
+                responses.push(answer?);
+                continue;
+            }
+            let sql = statement.to_string();
+            // Positions are only meaningful against the one statement the client wrote.
+            let original = if single { query } else { sql.as_str() };
+            let result = self.run(client.socket_addr(), original, &sql, None).await?;
+            responses.push(respond(result, &Format::UnifiedText, client)?);
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl QueryParser for Queries {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let flavor = &self.service.flavor;
+        let mut statements = flavor.parse(sql).map_err(|e| sql_error(e, sql, sql))?;
+        if statements.len() > 1 {
+            return Err(error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let planned = statement.to_string();
+        let kind = if is_session(&statement) {
+            Kind::Session(Box::new(statement))
+        } else {
+            Kind::Query(
+                flavor
+                    .describe(&planned)
+                    .await
+                    .map_err(|e| sql_error(e, sql, &planned))?,
+            )
+        };
+        Ok(Some(Prepared {
+            original: sql.to_string(),
+            sql: planned,
+            kind,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        match &stmt.kind {
+            Kind::Query(d) => d
+                .params
+                .iter()
+                .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
+                .collect(),
+            Kind::Session(_) => Ok(vec![]),
+        }
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let format = column_format.unwrap_or(&Format::UnifiedText);
+        match &stmt.kind {
+            Kind::Query(d) => arrow_schema_to_pg_fields(&d.schema, format, None),
+            Kind::Session(s) => Ok(match s.as_ref() {
+                Statement::ShowVariable { variable } => vec![session::show_field(
+                    &variable
+                        .iter()
+                        .map(|i| i.value.to_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )],
+                _ => vec![],
+            }),
+        }
+    }
+}
+
+fn is_session(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Discard { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Set(_)
+            | Statement::ShowVariable { .. }
+    )
+}
+
+/// Bound values as the types DataFusion planned for them: a client may send a `timestamptz`
+/// for a millisecond column, or an `int4` for a `bigint` one.
+fn coerce(params: ParamValues, planned: &[Option<DataType>]) -> PgWireResult<ParamValues> {
+    let ParamValues::List(values) = params else {
+        return Ok(params);
+    };
+    let values = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (value, metadata) = v.into_inner();
+            let value = match planned.get(i).and_then(Option::as_ref) {
+                Some(t) if value.data_type() != *t && !value.is_null() => {
+                    value.cast_to(t).map_err(|e| {
+                        error(
+                            "22P02",
+                            format!("parameter ${} cannot be read as {t}: {e}", i + 1),
+                        )
+                    })?
+                }
+                Some(t) if value.is_null() => ScalarValue::try_from(t)
+                    .map_err(|e| error("22P02", format!("parameter ${}: {e}", i + 1)))?,
+                _ => value,
+            };
+            Ok(ScalarAndMetadata::new(value, metadata))
+        })
+        .collect::<PgWireResult<Vec<_>>>()?;
+    Ok(ParamValues::List(values))
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Queries {
+    type Statement = Prepared;
+    type QueryParser = Queries;
+
+    fn query_parser(&self) -> Arc<Queries> {
+        Arc::new(Queries::new(self.service.clone()))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        match &prepared.kind {
+            Kind::Session(statement) => session::answer(client, statement)
+                .unwrap_or_else(|| Err(error("XX000", "not a session statement".into()))),
+            Kind::Query(described) => {
+                let types: Vec<Option<&DataType>> =
+                    described.params.iter().map(Option::as_ref).collect();
+                let params = coerce(deserialize_parameters(portal, &types)?, &described.params)?;
+                let params = (!described.params.is_empty()).then_some(params);
+                let result = self
+                    .run(
+                        client.socket_addr(),
+                        &prepared.original,
+                        &prepared.sql,
+                        params,
+                    )
+                    .await?;
+                respond(result, &portal.result_column_format, client)
+            }
+        }
+    }
+}
