@@ -158,6 +158,12 @@ pub(super) async fn metrics(State(state): State<Arc<ServiceState>>) -> Response 
             u8::from(k.ready()) as f64,
         ),
         (
+            "gatewatch_sql_queries_running",
+            "gauge",
+            "SQL queries running now (POST /api/sql and PostgreSQL clients).",
+            state.queries.running() as f64,
+        ),
+        (
             "gatewatch_uptime_seconds",
             "gauge",
             "Seconds since the service started.",

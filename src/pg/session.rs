@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
 use datafusion_postgres::pgwire;
+
+use crate::sql::postgres::setting_default;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::{ClientInfo, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -26,32 +28,6 @@ const SETTABLE: [&str; 8] = [
     "intervalstyle",
     "statement_timeout",
 ];
-
-/// What `SHOW` answers for settings the client has not set.
-fn default_of(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "datestyle" => "ISO, MDY",
-        "client_encoding" | "server_encoding" => "UTF8",
-        "extra_float_digits" => "1",
-        "application_name" => "",
-        "search_path" => "public",
-        "bytea_output" => "hex",
-        "intervalstyle" => "postgres",
-        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0",
-        "timezone" => "UTC",
-        "server_version" => super::SERVER_VERSION,
-        "server_version_num" => "160006",
-        "standard_conforming_strings" => "on",
-        "integer_datetimes" => "on",
-        "transaction_isolation" | "default_transaction_isolation" => "read committed",
-        "transaction_read_only" | "default_transaction_read_only" => "on",
-        "is_superuser" => "off",
-        "max_identifier_length" => "63",
-        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => "C",
-        "max_connections" => "64",
-        _ => return None,
-    })
-}
 
 /// The name PostgreSQL reports a setting under in `ParameterStatus`.
 fn reported_name(name: &str) -> &str {
@@ -176,7 +152,7 @@ fn show<C: ClientInfo>(client: &C, name: &str) -> PgWireResult<Response> {
     };
     let value = match client.metadata().get(key) {
         Some(v) if SETTABLE.contains(&key) => v.clone(),
-        _ => default_of(key)
+        _ => setting_default(key)
             .ok_or_else(|| {
                 error(
                     "42704",

@@ -89,6 +89,13 @@ impl From<DataFusionError> for SqlError {
     }
 }
 
+impl SqlError {
+    /// An Arrow error where a query was being answered.
+    pub fn from_arrow(e: arrow::error::ArrowError) -> SqlError {
+        SqlError::Query(e.to_string(), None)
+    }
+}
+
 /// Where in a statement's text an error is: line and column, both from 1 (as sqlparser counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
@@ -422,6 +429,14 @@ impl QueryRunner {
     /// The limits this runner enforces.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Queries running now (holding a slot; not those waiting for one).
+    pub fn running(&self) -> usize {
+        self.limits
+            .max_concurrent
+            .max(1)
+            .saturating_sub(self.running.available_permits())
     }
 
     /// Plans and runs `sql` over `snapshot` on the query threads. Dropping the returned future

@@ -57,6 +57,8 @@ pub struct PgFlavor {
     parser: PostgresCompatibilityParser,
     /// The template's `pg_catalog`, shared by every query's context.
     pg_catalog: Arc<dyn SchemaProvider>,
+    /// `information_schema`, fixed at start.
+    information_schema: Arc<dyn SchemaProvider>,
     /// No rows: what a query that reads none of gatewatch's tables runs over.
     empty: Arc<Snapshot>,
 }
@@ -67,8 +69,69 @@ impl std::fmt::Debug for PgFlavor {
     }
 }
 
+/// What `SHOW` and `current_setting()` answer for a setting no client has changed: PostgreSQL's
+/// values where they apply, gatewatch's facts where they differ (read-only, UTC).
+pub fn setting_default(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "datestyle" => "ISO, MDY",
+        "client_encoding" | "server_encoding" => "UTF8",
+        "extra_float_digits" => "1",
+        "application_name" => "",
+        "search_path" => "public",
+        "bytea_output" => "hex",
+        "intervalstyle" => "postgres",
+        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0",
+        "timezone" => "UTC",
+        "server_version" => SERVER_VERSION,
+        "server_version_num" => "160006",
+        "standard_conforming_strings" => "on",
+        "integer_datetimes" => "on",
+        "transaction_isolation" | "default_transaction_isolation" => "read committed",
+        "transaction_read_only" | "default_transaction_read_only" => "on",
+        "is_superuser" => "off",
+        "max_identifier_length" => "63",
+        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => {
+            "C"
+        }
+        "max_connections" => "64",
+        _ => return None,
+    })
+}
+
+/// PostgreSQL's SQL-standard name of a column type, as `information_schema.columns.data_type`
+/// gives it (`timestamp with time zone`, `bigint`, ...).
+fn standard_type_name(t: &DataType) -> String {
+    use datafusion_postgres::pgwire::api::Type;
+    let Ok(pg) = datafusion_postgres::arrow_pg::datatypes::into_pg_type(t) else {
+        return "text".into();
+    };
+    match pg {
+        Type::TIMESTAMPTZ => "timestamp with time zone",
+        Type::TIMESTAMP => "timestamp without time zone",
+        Type::INT8 => "bigint",
+        Type::INT4 => "integer",
+        Type::INT2 => "smallint",
+        Type::FLOAT8 => "double precision",
+        Type::FLOAT4 => "real",
+        Type::BOOL => "boolean",
+        Type::BYTEA => "bytea",
+        Type::TEXT | Type::VARCHAR => "text",
+        Type::NUMERIC => "numeric",
+        Type::DATE => "date",
+        Type::TIME => "time without time zone",
+        Type::INTERVAL => "interval",
+        ref other if other.name().starts_with('_') => "ARRAY",
+        ref other => return other.name().to_string(),
+    }
+    .into()
+}
+
 fn pg_config(partitions: usize) -> SessionConfig {
-    let mut config = session_config(partitions).with_default_catalog_and_schema(DATABASE, SCHEMA);
+    let mut config = session_config(partitions)
+        .with_default_catalog_and_schema(DATABASE, SCHEMA)
+        // The catalogue's own information_schema (PostgreSQL's type names) stands in for
+        // DataFusion's; see `information_schema`.
+        .with_information_schema(false);
     config
         .options_mut()
         .set("datafusion.sql_parser.dialect", "postgresql")
@@ -85,7 +148,7 @@ impl PgFlavor {
     /// The template: gatewatch's tables (spanning `archive` when there is one, as the queries'
     /// tables will) over an empty snapshot, the hdr functions, and `pg_catalog`.
     pub async fn new(archive: Option<&Path>) -> Result<PgFlavor, SqlError> {
-        let ctx = SessionContext::new_with_config(pg_config(1));
+        let ctx = SessionContext::new_with_config(pg_config(1).with_information_schema(true));
         let empty = Arc::new(Engine::new(EngineConfig::default()).snapshot());
         register_tables(&ctx, empty.clone(), archive);
         register_functions(&ctx);
@@ -116,10 +179,19 @@ impl PgFlavor {
             .register_schema("pg_catalog", pg_catalog.clone())
             .map_err(SqlError::from)?;
         register_function_info(&ctx, functions);
+        ctx.register_udf(current_setting());
+        let information_schema = information_schema(&ctx).await?;
+        catalog
+            .register_schema("information_schema", information_schema)
+            .map_err(SqlError::from)?;
+        let template = SessionStateBuilder::new_from_existing(ctx.state())
+            .with_config(pg_config(1).with_create_default_catalog_and_schema(false))
+            .build();
         Ok(PgFlavor {
-            template: ctx.state(),
+            template,
             parser: PostgresCompatibilityParser::new(),
             pg_catalog,
+            information_schema: template_schema(&ctx, "information_schema"),
             empty,
         })
     }
@@ -166,6 +238,9 @@ impl PgFlavor {
         catalog
             .register_schema("pg_catalog", self.pg_catalog.clone())
             .expect("a new catalog takes a schema");
+        catalog
+            .register_schema("information_schema", self.information_schema.clone())
+            .expect("a new catalog takes a schema");
         catalogs.register_catalog(DATABASE.into(), catalog);
         // The catalogue list is made here: a default one from the config would replace it.
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
@@ -202,6 +277,76 @@ impl PgFlavor {
             params: ordered,
         })
     }
+}
+
+fn template_schema(ctx: &SessionContext, name: &str) -> Arc<dyn SchemaProvider> {
+    ctx.catalog(DATABASE)
+        .and_then(|c| c.schema(name))
+        .expect("registered in new()")
+}
+
+/// DataFusion's `information_schema` read once (gatewatch's tables do not change while it
+/// runs), with `columns.data_type` in PostgreSQL's words: Grafana's column list and type
+/// checks read it.
+async fn information_schema(ctx: &SessionContext) -> Result<Arc<dyn SchemaProvider>, SqlError> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use datafusion::catalog::information_schema::INFORMATION_SCHEMA_TABLES;
+    let schema = Arc::new(MemorySchemaProvider::new());
+    for name in INFORMATION_SCHEMA_TABLES {
+        let df = ctx
+            .sql(&format!("SELECT * FROM information_schema.{name}"))
+            .await?;
+        let table_schema = Arc::new(df.schema().as_arrow().clone());
+        let mut batches = df.collect().await?;
+        if *name == "columns" {
+            let at = table_schema.index_of("data_type").map_err(SqlError::from_arrow)?;
+            for b in &mut batches {
+                let types = arrow::array::cast::as_string_array(b.column(at));
+                let renamed: StringArray = (0..types.len())
+                    .map(|i| {
+                        (!types.is_null(i)).then(|| {
+                            types
+                                .value(i)
+                                .parse::<DataType>()
+                                .map_or_else(|_| types.value(i).to_string(), |t| standard_type_name(&t))
+                        })
+                    })
+                    .collect();
+                let mut columns: Vec<ArrayRef> = b.columns().to_vec();
+                columns[at] = Arc::new(renamed);
+                *b = arrow::array::RecordBatch::try_new(table_schema.clone(), columns)
+                    .map_err(SqlError::from_arrow)?;
+            }
+        }
+        let table = datafusion::datasource::MemTable::try_new(table_schema, vec![batches])?;
+        schema.register_table(name.to_string(), Arc::new(table))?;
+    }
+    Ok(schema)
+}
+
+/// `current_setting(name)`: Grafana and JDBC read `server_version_num` and `search_path` with
+/// it. The defaults, not a connection's own `SET`s (a function does not see the connection).
+fn current_setting() -> datafusion::logical_expr::ScalarUDF {
+    use arrow::array::{Array, StringArray};
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = arrow::array::cast::as_string_array(&names[0]);
+            let values: StringArray = (0..names.len())
+                .map(|i| {
+                    (!names.is_null(i))
+                        .then(|| setting_default(&names.value(i).to_lowercase()))
+                        .flatten()
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(values)))
+        }),
+    )
 }
 
 /// One of gatewatch's functions as `pg_proc` lists it.
