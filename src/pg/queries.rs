@@ -23,7 +23,7 @@ use futures::{Sink, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -32,18 +32,8 @@ use pgwire::types::format::FormatOptions;
 
 use super::{session, PgService};
 use crate::sql::postgres::{position_in_original, Described};
+use crate::sql::tables::Table;
 use crate::sql::{QueryResult, Request, SqlError};
-
-/// The names of gatewatch's tables: a statement that names none of them (a catalogue query,
-/// `SELECT 1`) needs no snapshot of the engine.
-const TABLES: [&str; 6] = [
-    "events",
-    "sessions",
-    "concurrency",
-    "latency",
-    "servers",
-    "alerts",
-];
 
 /// A parsed statement, as the extended protocol keeps it between Parse and Execute.
 #[derive(Debug, Clone)]
@@ -83,7 +73,9 @@ impl Queries {
         params: Option<ParamValues>,
     ) -> PgWireResult<QueryResult> {
         let lower = sql.to_lowercase();
-        let snapshot = if TABLES.iter().any(|t| lower.contains(t)) {
+        // A statement that names none of gatewatch's tables (a catalogue query, `SELECT 1`)
+        // needs no snapshot of the engine.
+        let snapshot = if Table::ALL.iter().any(|t| lower.contains(t.name())) {
             self.service.snapshot().await
         } else {
             Ok(self.service.flavor.empty_snapshot())
@@ -296,6 +288,70 @@ fn is_session(statement: &Statement) -> bool {
     )
 }
 
+/// The values bound to a portal, decoded by arrow-pg from the types the client named, else the
+/// planned ones. A NULL that neither names is decoded as a text NULL: arrow-pg would leave it
+/// out of the list (and every later value would shift by one).
+fn bound_values(
+    portal: &Portal<Prepared>,
+    planned: &[Option<DataType>],
+) -> PgWireResult<ParamValues> {
+    let statement = &portal.statement;
+    let mut hints = statement.parameter_types.clone();
+    hints.resize(portal.parameters.len(), None);
+    for (i, value) in portal.parameters.iter().enumerate() {
+        let unnamed = hints[i].as_ref().is_none_or(|t| *t == Type::UNKNOWN);
+        let unplanned = planned.get(i).is_none_or(Option::is_none);
+        if value.is_none() && unnamed && unplanned {
+            hints[i] = Some(Type::TEXT);
+        }
+    }
+    let mut copy = Portal::<()>::default();
+    copy.statement = Arc::new(StoredStatement::new(statement.id.clone(), (), hints));
+    copy.parameter_format = portal.parameter_format.clone();
+    copy.parameters = portal.parameters.clone();
+    let types: Vec<Option<&DataType>> = planned.iter().map(Option::as_ref).collect();
+    deserialize_parameters(&copy, &types)
+}
+
+/// A text array parameter (`{"gw-01","gw-06"}`, as node-postgres sends a JS array) arrives from
+/// arrow-pg split at the commas with each element's quotes still on; PostgreSQL's array syntax
+/// quotes an element with `"` and escapes `"` and `\` inside with `\`.
+fn unquote_elements(value: ScalarValue) -> ScalarValue {
+    let ScalarValue::List(list) = &value else {
+        return value;
+    };
+    let Some(items) = list
+        .values()
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+    else {
+        return value;
+    };
+    let unquoted: Vec<ScalarValue> = items
+        .iter()
+        .map(|item| {
+            ScalarValue::Utf8(item.map(|s| {
+                match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                    Some(inner) => {
+                        let mut out = String::with_capacity(inner.len());
+                        let mut chars = inner.chars();
+                        while let Some(c) = chars.next() {
+                            out.push(if c == '\\' {
+                                chars.next().unwrap_or(c)
+                            } else {
+                                c
+                            });
+                        }
+                        out
+                    }
+                    None => s.to_string(),
+                }
+            }))
+        })
+        .collect();
+    ScalarValue::List(ScalarValue::new_list_nullable(&unquoted, &DataType::Utf8))
+}
+
 /// Bound values as the types DataFusion planned for them: a client may send a `timestamptz`
 /// for a millisecond column, or an `int4` for a `bigint` one.
 fn coerce(params: ParamValues, planned: &[Option<DataType>]) -> PgWireResult<ParamValues> {
@@ -307,6 +363,7 @@ fn coerce(params: ParamValues, planned: &[Option<DataType>]) -> PgWireResult<Par
         .enumerate()
         .map(|(i, v)| {
             let (value, metadata) = v.into_inner();
+            let value = unquote_elements(value);
             let value = match planned.get(i).and_then(Option::as_ref) {
                 Some(t) if value.data_type() != *t && !value.is_null() => {
                     value.cast_to(t).map_err(|e| {
@@ -352,10 +409,9 @@ impl ExtendedQueryHandler for Queries {
             Kind::Session(statement) => session::answer(client, statement)
                 .unwrap_or_else(|| Err(error("XX000", "not a session statement".into()))),
             Kind::Query(described) => {
-                let types: Vec<Option<&DataType>> =
-                    described.params.iter().map(Option::as_ref).collect();
-                let params = coerce(deserialize_parameters(portal, &types)?, &described.params)?;
-                let params = (!described.params.is_empty()).then_some(params);
+                let params = (!portal.parameters.is_empty())
+                    .then(|| coerce(bound_values(portal, &described.params)?, &described.params))
+                    .transpose()?;
                 let result = self
                     .run(
                         client.socket_addr(),

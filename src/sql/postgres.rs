@@ -90,9 +90,7 @@ pub fn setting_default(name: &str) -> Option<&'static str> {
         "transaction_read_only" | "default_transaction_read_only" => "on",
         "is_superuser" => "off",
         "max_identifier_length" => "63",
-        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => {
-            "C"
-        }
+        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => "C",
         "max_connections" => "64",
         _ => return None,
     })
@@ -299,16 +297,18 @@ async fn information_schema(ctx: &SessionContext) -> Result<Arc<dyn SchemaProvid
         let table_schema = Arc::new(df.schema().as_arrow().clone());
         let mut batches = df.collect().await?;
         if *name == "columns" {
-            let at = table_schema.index_of("data_type").map_err(SqlError::from_arrow)?;
+            let at = table_schema
+                .index_of("data_type")
+                .map_err(SqlError::from_arrow)?;
             for b in &mut batches {
                 let types = arrow::array::cast::as_string_array(b.column(at));
                 let renamed: StringArray = (0..types.len())
                     .map(|i| {
                         (!types.is_null(i)).then(|| {
-                            types
-                                .value(i)
-                                .parse::<DataType>()
-                                .map_or_else(|_| types.value(i).to_string(), |t| standard_type_name(&t))
+                            types.value(i).parse::<DataType>().map_or_else(
+                                |_| types.value(i).to_string(),
+                                |t| standard_type_name(&t),
+                            )
                         })
                     })
                     .collect();

@@ -11,6 +11,7 @@ mod gateways;
 mod guardrails;
 mod hostile;
 mod kafka;
+mod postgres;
 mod queries;
 mod restart;
 mod service;

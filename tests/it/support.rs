@@ -77,6 +77,25 @@ impl Service {
             .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
     }
 
+    /// [`Service::metric`] of a service that requires a token.
+    pub fn metric_with_token(&self, name: &str, token: &str) -> f64 {
+        let r = client::request(
+            &Url::parse(&self.url()).unwrap(),
+            "GET",
+            "/metrics",
+            "*/*",
+            b"",
+            Some(token),
+        )
+        .unwrap();
+        let text = String::from_utf8(r.body).unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
     /// An SQL answer as CSV, through `gatewatch query`'s client (Arrow IPC on the wire).
     pub fn sql_csv(&self, sql: &str) -> String {
         let r = gatewatch::app::query_service(&self.url(), sql, None).unwrap();

@@ -48,12 +48,16 @@ pub fn config(brokers: &str, topic: &str, group: &str) -> Config {
         .properties
         .insert("heartbeat.interval.ms".into(), "500".into());
     c.http.bind = "127.0.0.1:0".parse().unwrap();
+    // No PostgreSQL side unless a test asks for one (tests/it/postgres.rs).
+    c.pg.bind = None;
     c
 }
 
 /// `gatewatch run` in this process, on its own runtime and thread.
 pub struct Service {
     pub http: SocketAddr,
+    /// The PostgreSQL address, when `pg.bind` was set.
+    pub pg: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
@@ -94,6 +98,7 @@ impl Service {
         };
         Service {
             http: started.http,
+            pg: started.pg,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
