@@ -67,6 +67,23 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
         h.query_memory_bytes >> 20,
         h.max_rows
     );
+    match cfg.pg.bind {
+        Some(bind) => println!(
+            "  postgresql: {bind}, {}, {}, {} connections at most",
+            if h.token.is_some() {
+                "SCRAM-SHA-256 with the token as password"
+            } else {
+                "no password (no token)"
+            },
+            if cfg.pg.tls_cert.is_some() {
+                "TLS offered"
+            } else {
+                "no TLS"
+            },
+            cfg.pg.max_connections
+        ),
+        None => println!("  postgresql: off"),
+    }
     match &cfg.checkpoint.dir {
         Some(d) => println!(
             "  checkpoints: {} every {}, keep {}",

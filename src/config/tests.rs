@@ -61,6 +61,36 @@ fn kafka_and_http() {
 }
 
 #[test]
+fn postgres_front_door() {
+    let c = Config::default();
+    assert_eq!(c.pg.bind, Some("127.0.0.1:5433".parse().unwrap()));
+    assert!(!c.pg.bind_configured);
+    let c = Config::parse(
+        "[pg]\nbind = \"0.0.0.0:6543\"\nmax_connections = 8\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.pg.bind.unwrap().port(), 6543);
+    assert!(c.pg.bind_configured);
+    assert_eq!(c.pg.max_connections, 8);
+    assert_eq!(c.pg.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+    let off = Config::parse("[pg]\nbind = \"off\"\n", "t.toml").unwrap();
+    assert_eq!(off.pg.bind, None);
+    for (toml, says) in [
+        ("bind = \"localhost\"", "127.0.0.1:5433, or off"),
+        ("max_connections = 0", "from 1 to 65536"),
+        ("tls_cert = \"c.pem\"", "go together"),
+        ("tls_key = \"\"", "is empty"),
+        ("port = 5433", "unknown field"),
+    ] {
+        let e = Config::parse(&format!("[pg]\n{toml}\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{toml}: {e}");
+    }
+}
+
+#[test]
 fn the_shipped_example_is_valid() {
     let c = Config::parse(
         include_str!("../../docker/gatewatch.toml"),

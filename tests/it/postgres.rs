@@ -354,6 +354,72 @@ fn drivers_and_the_catalogue_queries_of_grafana_and_dbeaver() {
     let grafana = std::fs::read_to_string(&files[0]).unwrap();
     let out = ok(psql(&svc, &["--csv", "-c", &statements(&grafana)[1]]));
     assert_eq!(out, "version\n1600\n");
+
+    // The example Grafana dashboard on the PostgreSQL data source: every panel's SQL, with
+    // Grafana's macros expanded as its PostgreSQL data source does, answers with rows.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docker/grafana/gatewatch-sql.json")).unwrap(),
+    )
+    .unwrap();
+    let source = std::fs::read_to_string(
+        root().join("docker/grafana/provisioning/datasources/gatewatch-sql.yml"),
+    )
+    .unwrap();
+    let mut panels = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let uid = panel["datasource"]["uid"].as_str().unwrap();
+        assert!(
+            source.contains(&format!("uid: {uid}")),
+            "no data source {uid}"
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            let sql = grafana_macros(
+                target["rawSql"].as_str().unwrap(),
+                "2020-03-24T08:30:00Z",
+                "2020-03-24T09:15:00Z",
+            );
+            let out = ok(psql(&svc, &["--csv", "-c", &sql]));
+            let is_alerts = sql.contains("FROM alerts");
+            assert!(
+                is_alerts || out.lines().count() > 1,
+                "no rows for the panel {}:\n{sql}",
+                panel["title"]
+            );
+            panels += 1;
+        }
+    }
+    assert!(panels >= 5, "{panels} panel queries");
+}
+
+/// Grafana's PostgreSQL macros (pkg/tsdb/grafana-postgresql-datasource/macros.go) for a time
+/// range: `$__timeFilter(c)`, `$__timeGroupAlias(c, interval)`, `$__timeFrom()`, `$__timeTo()`.
+fn grafana_macros(sql: &str, from: &str, to: &str) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("$__") {
+        out.push_str(&rest[..at]);
+        let open = rest[at..].find('(').unwrap() + at;
+        let close = rest[open..].find(')').unwrap() + open;
+        let name = &rest[at + 3..open];
+        let args: Vec<&str> = rest[open + 1..close].split(',').map(str::trim).collect();
+        let seconds = |i: &str| -> u64 {
+            let (n, unit) = i.split_at(i.len() - 1);
+            n.parse::<u64>().unwrap() * if unit == "m" { 60 } else { 1 }
+        };
+        out.push_str(&match name {
+            "timeFilter" => format!("{} BETWEEN '{from}' AND '{to}'", args[0]),
+            "timeGroupAlias" => {
+                let s = seconds(args[1]);
+                format!("floor(extract(epoch from {})/{s})*{s} AS \"time\"", args[0])
+            }
+            "timeFrom" => format!("'{from}'"),
+            "timeTo" => format!("'{to}'"),
+            other => panic!("no expansion for $__{other}"),
+        });
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The statements of a tests/pg/catalogue file (blocks ending with a line holding only ';').

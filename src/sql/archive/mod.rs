@@ -9,6 +9,6 @@ mod layout;
 mod reader;
 mod writer;
 
-pub use layout::{archived_through, hour_dir, time_column, ARCHIVED, THROUGH_FILE};
+pub use layout::{archived_through, hour_dir, time_column, ARCHIVED, HOUR_MS, THROUGH_FILE};
 pub use reader::{spanning, ArchiveTable};
 pub use writer::{write_hours, ArchiveError, ArchiveStats, Archiver};

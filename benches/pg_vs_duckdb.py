@@ -1,0 +1,143 @@
+"""Incident-window questions through psql against gatewatch's PostgreSQL front door, and the same
+questions in DuckDB over the same Parquet files, in one run, alternating sides.
+
+    python pg_vs_duckdb.py ARCHIVE_DIR ARCHIVE_PG_PORT MEMORY_PG_PORT     (benches/pg_vs_duckdb.rs)
+
+Questions: the queries/ files that read the archived tables, restricted to a 90-minute window
+(08:00-09:30 on 18 March 2020), a whole-week peak per server and a p99 setup time per day.
+gatewatch answers p99s by merging its minute HdrHistograms exactly; DuckDB has no HdrHistogram,
+so it answers them with quantile_disc over the raw samples in `events` (the same question, a
+different route; the answers agree to HdrHistogram's 3 significant digits).
+
+gatewatch is timed by psql's own \\timing (the round trip of each query on one open connection,
+no process start), DuckDB by wall time around execute+fetchall in this process. Each round runs
+every question on one side, then the other, the first side swapping each round; each side's
+median over GATEWATCH_BENCH_ROUNDS rounds (default 7) counts. Then the connection cost: a new
+libpq connection (psycopg) to the first row of `SELECT * FROM servers`, 50 times.
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import duckdb
+import psycopg
+
+archive, archive_port, memory_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ROUNDS = int(os.environ.get("GATEWATCH_BENCH_ROUNDS", "7"))
+PSQL = os.environ.get("PSQL", "psql")
+
+GW_W = "{t} >= TIMESTAMP '2020-03-18 08:00:00' AND {t} < TIMESTAMP '2020-03-18 09:30:00'"
+DK_W = "{t} >= TIMESTAMPTZ '2020-03-18 08:00:00+00' AND {t} < TIMESTAMPTZ '2020-03-18 09:30:00+00'"
+
+
+def both(sql, t="ts"):
+    return sql.replace("{W}", GW_W.format(t=t)), sql.replace("{W}", DK_W.format(t=t))
+
+
+QUESTIONS = [
+    ("auth_failures_by_reason", *both(
+        'SELECT type, reason, count(*) AS events, count(DISTINCT "user") AS users FROM events'
+        " WHERE type IN ('auth_fail', 'reject') AND {W} GROUP BY type, reason ORDER BY type, events DESC, reason")),
+    ("load_imbalance", *both(
+        "SELECT ts AS second, max(sessions) AS busiest, min(sessions) AS quietest, max(sessions) - min(sessions) AS spread"
+        " FROM concurrency WHERE date_part('second', ts) = 59 AND {W} GROUP BY ts HAVING avg(sessions) > 0 ORDER BY second")),
+    ("login_storm", *both(
+        "SELECT date_trunc('minute', ts) AS minute, sum(CASE WHEN type = 'connect' THEN 1 ELSE 0 END) AS connects,"
+        " sum(CASE WHEN type = 'reject' THEN 1 ELSE 0 END) AS rejects, sum(CASE WHEN type = 'auth_fail' THEN 1 ELSE 0 END) AS auth_failures"
+        " FROM events WHERE {W} AND type IN ('connect', 'reject', 'auth_fail') GROUP BY date_trunc('minute', ts) ORDER BY minute")),
+    ("minutes_above_90pct", *both(
+        "SELECT server, sum(CASE WHEN peak > 0.9 * capacity THEN 1 ELSE 0 END) AS minutes_above_90pct, count(*) AS minutes_observed"
+        " FROM (SELECT server, date_trunc('minute', ts) AS minute, max(peak) AS peak, min(capacity) AS capacity FROM concurrency"
+        " WHERE capacity IS NOT NULL AND {W} GROUP BY server, date_trunc('minute', ts)) per_minute GROUP BY server ORDER BY server")),
+    ("peak_vs_capacity", *both(
+        "SELECT server, max(peak) AS peak_sessions, max(capacity) AS capacity, round(100.0 * max(peak) / max(capacity), 1) AS pct"
+        " FROM concurrency WHERE {W} GROUP BY server ORDER BY server")),
+    ("setup_p50_p99_5min",
+        "SELECT server, date_bin(INTERVAL '5 minutes', minute) AS five_min, hdr_count(hdr_merge(hist)) AS connects,"
+        " hdr_quantile(hdr_merge(hist), 0.5) AS p50, hdr_quantile(hdr_merge(hist), 0.99) AS p99 FROM latency"
+        " WHERE metric = 'setup' AND " + GW_W.format(t="minute") + " GROUP BY server, date_bin(INTERVAL '5 minutes', minute) ORDER BY server, five_min",
+        "SELECT server, time_bucket(INTERVAL '5 minutes', ts) AS five_min, count(*) AS connects,"
+        " quantile_disc(setup_ms, 0.5) AS p50, quantile_disc(setup_ms, 0.99) AS p99 FROM events"
+        " WHERE setup_ms IS NOT NULL AND " + DK_W.format(t="ts") + " GROUP BY server, five_min ORDER BY server, five_min"),
+    ("week_peak_per_server",
+        "SELECT server, max(peak) AS peak FROM concurrency GROUP BY server ORDER BY server",
+        "SELECT server, max(peak) AS peak FROM concurrency GROUP BY server ORDER BY server"),
+    ("setup_p99_per_day",
+        "SELECT date_trunc('day', minute) AS day, hdr_quantile(hdr_merge(hist), 0.99) AS p99 FROM latency WHERE metric = 'setup' GROUP BY 1 ORDER BY 1",
+        "SELECT date_trunc('day', ts) AS day, quantile_disc(setup_ms, 0.99) AS p99 FROM events WHERE setup_ms IS NOT NULL GROUP BY 1 ORDER BY 1"),
+]
+
+duck = duckdb.connect()
+duck.execute("SET TimeZone = 'UTC'")
+for table in ("events", "concurrency", "latency"):
+    duck.execute(
+        f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{archive}/{table}/*/*/*.parquet', hive_partitioning = false)"
+    )
+
+
+def psql_timings(port):
+    """Runs every question once in one psql session; returns ms per question and the answers."""
+    script = "\\timing on\n" + "".join(q[1] + ";\n" for q in QUESTIONS)
+    out = subprocess.run(
+        [PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "-d", "gatewatch"],
+        input=script, capture_output=True, text=True, check=True,
+    ).stdout
+    times = [float(m) for m in re.findall(r"^Time: ([0-9.]+) ms", out, re.M)]
+    assert len(times) == len(QUESTIONS), out[-2000:]
+    return times, out
+
+
+def duck_timings():
+    times, answers = [], []
+    for _, _, sql in QUESTIONS:
+        t = time.perf_counter()
+        rows = duck.execute(sql).fetchall()
+        times.append((time.perf_counter() - t) * 1000)
+        answers.append(rows)
+    return times, answers
+
+
+def run(port, label):
+    gw, dk = [[] for _ in QUESTIONS], [[] for _ in QUESTIONS]
+    for r in range(ROUNDS):
+        sides = [("gw", lambda: psql_timings(port)[0]), ("duck", lambda: duck_timings()[0])]
+        if r % 2:
+            sides.reverse()
+        for side, f in sides:
+            for i, ms in enumerate(f()):
+                (gw if side == "gw" else dk)[i].append(ms)
+    print(f"\n{label}: median of {ROUNDS} rounds, ms (ratio = DuckDB / gatewatch; >= 1.0: gatewatch as fast or faster)")
+    print(f"{'question':26} {'gatewatch':>10} {'DuckDB':>10} {'ratio':>7}")
+    ratios = []
+    for (name, _, _), g, d in zip(QUESTIONS, gw, dk):
+        g, d = statistics.median(g), statistics.median(d)
+        ratios.append(d / g)
+        print(f"{name:26} {g:10.2f} {d:10.2f} {d / g:7.2f}")
+    print(f"{'median ratio':26} {'':10} {'':10} {statistics.median(ratios):7.2f}")
+    return statistics.median(ratios)
+
+
+# The answers first: gatewatch from the archive and from memory, DuckDB from the Parquet files.
+_, from_archive = psql_timings(archive_port)
+_, from_memory = psql_timings(memory_port)
+if from_archive != from_memory:
+    sys.exit("the archive and memory answers differ")
+_, duck_answers = duck_timings()
+rows = sum(len(a) for a in duck_answers)
+print(f"archive {archive}: {len(QUESTIONS)} questions, DuckDB answered {rows} rows; gatewatch's archive and memory answers are equal")
+
+archive_ratio = run(archive_port, "archive (serve-archive over Parquet) vs DuckDB over the same Parquet")
+memory_ratio = run(memory_port, "live memory (the service's tables) vs DuckDB over the Parquet")
+
+costs = []
+for _ in range(50):
+    t = time.perf_counter()
+    with psycopg.connect(host="127.0.0.1", port=memory_port, user="bench", dbname="gatewatch") as c:
+        c.execute("SELECT * FROM servers").fetchone()
+    costs.append((time.perf_counter() - t) * 1000)
+costs.sort()
+print(f"\nnew connection to first row (psycopg, loopback, 50 times): median {statistics.median(costs):.2f} ms, p95 {costs[47]:.2f} ms, max {costs[-1]:.2f} ms")
+print(f"\nSUMMARY archive_ratio={archive_ratio:.2f} memory_ratio={memory_ratio:.2f} connect_median_ms={statistics.median(costs):.2f}")
