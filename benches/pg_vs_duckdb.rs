@@ -61,7 +61,7 @@ fn main() {
         let serve = |source: Source, dir: Option<&Path>| {
             let dir = dir.map(Path::to_path_buf);
             async move {
-                let flavor = Arc::new(PgFlavor::new(dir.as_deref()).await.unwrap());
+                let flavor = Arc::new(PgFlavor::new().await.unwrap());
                 let queries = Arc::new(QueryRunner::new(limits, dir).unwrap());
                 let service = Arc::new(PgService::new(flavor, queries, source, None, None, 64));
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

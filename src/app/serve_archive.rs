@@ -38,7 +38,7 @@ pub fn serve_archive(args: ServeArchiveArgs) -> anyhow::Result<()> {
         })?;
         let addr = listener.local_addr().context("no local address")?;
         let flavor = Arc::new(
-            crate::sql::postgres::PgFlavor::new(Some(dir))
+            crate::sql::postgres::PgFlavor::new()
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot set up the PostgreSQL catalogue: {e}"))?,
         );

@@ -532,7 +532,7 @@ impl Service {
                 "PostgreSQL listens beyond this machine without a token: anyone who can reach it can read the data; set http.token or GATEWATCH_HTTP_TOKEN."
             );
         }
-        let flavor = crate::sql::postgres::PgFlavor::new(self.cfg.archive.as_deref())
+        let flavor = crate::sql::postgres::PgFlavor::new()
             .await
             .map_err(|e| anyhow::anyhow!("cannot set up the PostgreSQL catalogue: {e}"))?;
         Ok(Some((listener, Arc::new(flavor))))

@@ -143,12 +143,14 @@ fn pg_config(partitions: usize) -> SessionConfig {
 }
 
 impl PgFlavor {
-    /// The template: gatewatch's tables (spanning `archive` when there is one, as the queries'
-    /// tables will) over an empty snapshot, the hdr functions, and `pg_catalog`.
-    pub async fn new(archive: Option<&Path>) -> Result<PgFlavor, SqlError> {
+    /// The template: gatewatch's tables over an empty snapshot, the hdr functions, and
+    /// `pg_catalog`. The template's tables are plain ones even when the queries' span an
+    /// archive (a union of two scans, which the catalogue would list as a view): the columns
+    /// are the same, and `\dt` lists tables.
+    pub async fn new() -> Result<PgFlavor, SqlError> {
         let ctx = SessionContext::new_with_config(pg_config(1).with_information_schema(true));
         let empty = Arc::new(Engine::new(EngineConfig::default()).snapshot());
-        register_tables(&ctx, empty.clone(), archive);
+        register_tables(&ctx, empty.clone(), None);
         register_functions(&ctx);
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| SqlError::from(*e))?;
         // What PostgreSQL answers, which clients parse ("PostgreSQL 16.6 ..."), in place of
@@ -609,7 +611,7 @@ mod tests {
 
     #[tokio::test]
     async fn describes_columns_and_parameter_types() {
-        let pg = PgFlavor::new(None).await.unwrap();
+        let pg = PgFlavor::new().await.unwrap();
         let d = pg
             .describe("SELECT server, ts FROM events WHERE ts >= $1 AND server = $2")
             .await
@@ -621,7 +623,7 @@ mod tests {
 
     #[tokio::test]
     async fn psql_catalogue_queries_plan() {
-        let pg = PgFlavor::new(None).await.unwrap();
+        let pg = PgFlavor::new().await.unwrap();
         // psql 15's `\dt`.
         let dt = "SELECT n.nspname as \"Schema\", c.relname as \"Name\", CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 't' THEN 'TOAST table' WHEN 'f' THEN 'foreign table' WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index' END as \"Type\", pg_catalog.pg_get_userbyid(c.relowner) as \"Owner\" FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam WHERE c.relkind IN ('r','p','') AND n.nspname <> 'pg_catalog' AND n.nspname !~ '^pg_toast' AND n.nspname <> 'information_schema' AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1,2;";
         let statements = pg.parse(dt).unwrap();
@@ -631,7 +633,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_say_where() {
-        let pg = PgFlavor::new(None).await.unwrap();
+        let pg = PgFlavor::new().await.unwrap();
         let SqlError::Query(m, Some(at)) = pg.parse("SELECT 1;\nSELEC 2").unwrap_err() else {
             panic!("a parse error has a place");
         };

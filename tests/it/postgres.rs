@@ -515,3 +515,102 @@ fn token_tls_connection_limit_cancel_and_hang_up() {
         svc.metric_with_token("gatewatch_sql_queries_running", token) == 0.0
     });
 }
+
+/// A `gatewatch serve-archive` child process, killed when dropped.
+struct ServeArchive(std::process::Child);
+
+impl Drop for ServeArchive {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_archive_answers_from_parquet_alone() {
+    // The incident fixture replayed and written as an archive, as `run --archive` seals hours.
+    let dir = tempfile::tempdir().unwrap();
+    let out = gatewatch::app::replay_files(
+        &[root().join(FIXTURE).display().to_string()],
+        &Config::default(),
+        None,
+        2,
+        false,
+    )
+    .unwrap();
+    let hour = gatewatch::sql::archive::HOUR_MS;
+    let day = 1_585_008_000_000; // 2020-03-24T00:00:00Z
+    gatewatch::sql::archive::write_hours(
+        dir.path(),
+        out.snapshot.clone(),
+        day,
+        day + 24 * hour,
+        &Default::default(),
+    )
+    .unwrap();
+
+    // Not an archive: one sentence, exit 1.
+    let empty = tempfile::tempdir().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["serve-archive", "--pg", "127.0.0.1:0", "--archive"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("is not a gatewatch archive"), "{said}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["serve-archive", "--pg", "127.0.0.1:0", "--archive"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _serving = ServeArchive(child);
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .next()
+        .expect("serve-archive says where it listens")
+        .unwrap();
+    let addr: SocketAddr = line
+        .split(" at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .unwrap();
+    let psql = |args: &[&str]| {
+        Command::new(client("PSQL"))
+            .args(["-X", "-w", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(addr.ip().to_string())
+            .arg("-p")
+            .arg(addr.port().to_string())
+            .args(["-U", "analyst", "-d", "gatewatch"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let counts = ok(psql(&[
+        "-tA",
+        "-c",
+        "SELECT (SELECT count(*) FROM events) || ' ' || (SELECT count(*) FROM sessions)",
+    ]));
+    assert_eq!(
+        counts.trim(),
+        "10001 0",
+        "events from Parquet; sessions are not archived"
+    );
+    for name in ["peak_vs_capacity", "login_storm", "setup_p50_p99_5min"] {
+        let got = ok(psql(&[
+            "--csv",
+            "-f",
+            root().join(format!("queries/{name}.sql")).to_str().unwrap(),
+        ]));
+        let want =
+            std::fs::read_to_string(root().join(format!("queries/expected/{name}.csv"))).unwrap();
+        same_csv(name, &got, &want);
+    }
+    let dt = ok(psql(&["-c", "\\dt"]));
+    assert!(dt.contains("| events "), "{dt}");
+}
