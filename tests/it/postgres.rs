@@ -284,6 +284,46 @@ fn psql_browses_answers_every_query_file_and_is_refused_writes() {
             .unwrap(),
         10001
     );
+    // Session settings: the harmless ones are kept and shown back; DataFusion's own are not
+    // reachable; answers are in UTC.
+    let shown = ok(psql(
+        &svc,
+        &[
+            "-tA",
+            "-c",
+            "SET DateStyle = 'ISO, DMY'",
+            "-c",
+            "SHOW DateStyle",
+            "-c",
+            "SHOW server_version_num",
+            "-c",
+            "SELECT version()",
+        ],
+    ));
+    assert_eq!(
+        shown.lines().filter(|l| *l != "SET").collect::<Vec<_>>(),
+        [
+            "ISO, DMY",
+            "160006",
+            "PostgreSQL 16.6 (gatewatch 0.1.0), read-only, on Apache DataFusion"
+        ],
+        "{shown}"
+    );
+    let e = failed(psql(
+        &svc,
+        &[
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "SET datafusion.execution.batch_size = 1",
+        ],
+    ));
+    assert!(
+        e.contains("ERROR:  0A000: SET datafusion.execution.batch_size is not supported"),
+        "{e}"
+    );
+    let e = failed(psql(&svc, &["-c", "SET TIME ZONE 'Europe/Paris'"]));
+    assert!(e.contains("gatewatch answers in UTC"), "{e}");
 
     // Every queries/*.sql through psql equals its expected output.
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("queries"))
