@@ -13,7 +13,7 @@
 set -euo pipefail
 
 home="${GATEWATCH_PG_CLIENTS_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/gatewatch/pg-clients}"
-python_packages=('psycopg[binary]==3.3.9' 'pandas==3.1.1' 'pgserver==0.1.4' 'duckdb==1.4.1')
+python_packages=('psycopg[binary]==3.3.9' 'pandas==3.1.1' 'pgserver==0.1.4' 'duckdb==1.4.1' 'pytz==2025.2')
 node_package='pg@8.16.3'
 
 install() {
@@ -21,10 +21,10 @@ install() {
         apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends postgresql-client >&2
     fi
     mkdir -p "$home"
-    if [ ! -f "$home/venv/.installed-3" ]; then
+    if [ ! -f "$home/venv/.installed-4" ]; then
         python3 -m venv "$home/venv" >&2
         "$home/venv/bin/pip" install -q --disable-pip-version-check "${python_packages[@]}" >&2
-        touch "$home/venv/.installed-3"
+        touch "$home/venv/.installed-4"
     fi
     if [ ! -f "$home/node/node_modules/pg/package.json" ]; then
         mkdir -p "$home/node"
