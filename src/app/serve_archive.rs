@@ -54,7 +54,10 @@ pub fn serve_archive(args: ServeArchiveArgs) -> anyhow::Result<()> {
             tls,
             cfg.pg.max_connections,
         ));
-        println!(
+        // A reader of stdout that has gone does not stop the server (println! would panic).
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
             "gatewatch: serving the archive {} at {addr}  (psql -h {} -p {} -U gatewatch)",
             dir.display(),
             addr.ip(),

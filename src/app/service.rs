@@ -681,28 +681,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     let shutdown = rt.block_on(async { shutdown_signal() })?;
     rt.block_on(serve(cfg, embedded, shutdown, |s| {
+        // What the service says as it starts goes to stdout, which may be a pipe whose reader
+        // has gone (`gatewatch run | head -1`, a supervisor that stopped reading): a line that
+        // cannot be written is dropped, it never stops the service (println! would panic).
+        let say = |line: String| {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{line}");
+        };
         if s.embedded {
-            println!(
+            say(format!(
                 "gatewatch: embedded Kafka at {} with the simulator playing {EMBEDDED_START} at {}x from 07:50",
                 s.brokers, args.speed
-            );
+            ));
         } else {
-            println!("gatewatch: consuming from Kafka at {}", s.brokers);
+            say(format!("gatewatch: consuming from Kafka at {}", s.brokers));
         }
         if let Some((path, events)) = &s.resumed_from {
-            println!(
+            say(format!(
                 "gatewatch: resumed from checkpoint {} ({events} events accepted before it)",
                 path.display()
-            );
+            ));
         }
-        println!("gatewatch: open http://{}/  (SQL: POST /api/sql, or gatewatch query --url http://{} \"SELECT * FROM servers\")", s.http, s.http);
         if let Some(pg) = s.pg {
-            println!(
+            say(format!(
                 "gatewatch: PostgreSQL at {pg}  (psql -h {} -p {} -U gatewatch -c 'SELECT * FROM servers')",
                 pg.ip(),
                 pg.port()
-            );
+            ));
         }
+        // Last: scripts wait for this line.
+        say(format!("gatewatch: open http://{}/  (SQL: POST /api/sql, or gatewatch query --url http://{} \"SELECT * FROM servers\")", s.http, s.http));
     }))
 }
 
