@@ -551,6 +551,8 @@ fn token_tls_connection_limit_cancel_and_hang_up() {
         &[],
     );
     assert!(said.contains("all checks passed"), "{said}");
+    // Shown with --nocapture: how long the killed client's query ran on.
+    println!("{said}");
     wait_until(Duration::from_secs(10), "no query left running", || {
         svc.metric_with_token("gatewatch_sql_queries_running", token) == 0.0
     });
