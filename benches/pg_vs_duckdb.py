@@ -183,12 +183,32 @@ print(f"archive {archive}: {len(QUESTIONS)} questions, {rows} rows; gatewatch (a
 archive_ratio = run(archive_port, "archive (serve-archive over Parquet) vs DuckDB over the same Parquet")
 memory_ratio = run(memory_port, "live memory (the service's tables) vs DuckDB over the Parquet")
 
-costs = []
-for _ in range(50):
-    t = time.perf_counter()
-    with psycopg.connect(host="127.0.0.1", port=memory_port, user="bench", dbname="gatewatch") as c:
-        c.execute("SELECT * FROM servers").fetchone()
-    costs.append((time.perf_counter() - t) * 1000)
-costs.sort()
-print(f"\nnew connection to first row (psycopg, loopback, 50 times): median {statistics.median(costs):.2f} ms, p95 {costs[47]:.2f} ms, max {costs[-1]:.2f} ms")
+def timed(step, n=50):
+    """Median, p95 and max of `step` in ms, over n runs."""
+    ms = []
+    for _ in range(n):
+        t = time.perf_counter()
+        step()
+        ms.append((time.perf_counter() - t) * 1000)
+    ms.sort()
+    return ms, f"median {statistics.median(ms):.2f} ms, p95 {ms[int(n * 0.95) - 1]:.2f} ms, max {ms[-1]:.2f} ms"
+
+
+def connect():
+    return psycopg.connect(host="127.0.0.1", port=memory_port, user="bench", dbname="gatewatch")
+
+
+def first_row(sql):
+    def step():
+        with connect() as c:
+            c.execute(sql).fetchone()
+    return step
+
+
+costs, said = timed(first_row("SELECT * FROM servers"))
+print(f"\nnew connection to first row of SELECT * FROM servers (psycopg, loopback, 50 times): {said}")
+print(f"  where it goes: connecting alone {timed(lambda: connect().close())[1]}")
+print(f"                 SELECT 1 on a new connection {timed(first_row('SELECT 1'))[1]}")
+with connect() as open_connection:
+    print(f"                 SELECT * FROM servers on an open connection {timed(lambda: open_connection.execute('SELECT * FROM servers').fetchone())[1]}")
 print(f"\nSUMMARY archive_ratio={archive_ratio:.2f} memory_ratio={memory_ratio:.2f} connect_median_ms={statistics.median(costs):.2f}")
