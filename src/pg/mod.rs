@@ -53,8 +53,12 @@ pub struct PgService {
     pub tls: Option<TlsAcceptor>,
     /// Most connections open at once; more get PostgreSQL's "too many clients" and are closed.
     pub max_connections: usize,
-    /// A second handle on each open connection's socket, to see a client hang up mid-query.
-    hangups: Mutex<HashMap<SocketAddr, std::net::TcpStream>>,
+    /// A second handle on each open connection's socket, to see a client hang up mid-query,
+    /// with the connection's number: a closed connection's clean-up must not remove a newer
+    /// one from the same address and port.
+    hangups: Mutex<HashMap<SocketAddr, (u64, std::net::TcpStream)>>,
+    /// Numbers the connections.
+    accepted: std::sync::atomic::AtomicU64,
     /// Cancel requests find their query through this.
     connections: Arc<ConnectionManager>,
     pids: Arc<RandomPidSecretKeyGenerator>,
@@ -80,6 +84,7 @@ impl PgService {
             tls,
             max_connections,
             hangups: Mutex::new(HashMap::new()),
+            accepted: std::sync::atomic::AtomicU64::new(0),
             connections: Arc::new(ConnectionManager::new()),
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             scram,
@@ -108,7 +113,7 @@ impl PgService {
             .lock()
             .expect("not poisoned")
             .get(&peer)
-            .and_then(|s| s.try_clone().ok())
+            .and_then(|(_, s)| s.try_clone().ok())
         else {
             return std::future::pending().await;
         };
@@ -211,12 +216,15 @@ pub async fn serve(
         let watch = std::os::fd::AsFd::as_fd(&socket)
             .try_clone_to_owned()
             .map(std::net::TcpStream::from);
+        let number = service
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(watch) = watch {
             service
                 .hangups
                 .lock()
                 .expect("not poisoned")
-                .insert(peer, watch);
+                .insert(peer, (number, watch));
         }
         let service = service.clone();
         tokio::spawn(async move {
@@ -230,7 +238,11 @@ pub async fn serve(
             {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
             }
-            service.hangups.lock().expect("not poisoned").remove(&peer);
+            let mut hangups = service.hangups.lock().expect("not poisoned");
+            if hangups.get(&peer).is_some_and(|(n, _)| *n == number) {
+                hangups.remove(&peer);
+            }
+            drop(hangups);
             drop(permit);
         });
     }

@@ -63,6 +63,29 @@ impl Queries {
         Queries { service }
     }
 
+    /// Parses and rewrites `sql`, and prints each statement back as the text DataFusion will
+    /// plan, on the query threads (deep statements need their stacks).
+    async fn parse(&self, sql: &str) -> PgWireResult<Vec<(Statement, String)>> {
+        let flavor = self.service.flavor.clone();
+        let text = sql.to_string();
+        self.service
+            .queries
+            .on_query_threads(async move {
+                flavor.parse(&text).map(|statements| {
+                    statements
+                        .into_iter()
+                        .map(|s| {
+                            let printed = s.to_string();
+                            (s, printed)
+                        })
+                        .collect()
+                })
+            })
+            .await
+            .and_then(|parsed| parsed)
+            .map_err(|e| sql_error(e, sql, sql))
+    }
+
     /// Runs one rewritten statement through the service's runner, stopping when the client
     /// hangs up.
     async fn run(
@@ -175,22 +198,17 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = self
-            .service
-            .flavor
-            .parse(query)
-            .map_err(|e| sql_error(e, query, query))?;
+        let statements = self.parse(query).await?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
         let single = statements.len() == 1;
         let mut responses = Vec::with_capacity(statements.len());
-        for statement in statements {
+        for (statement, sql) in statements {
             if let Some(answer) = session::answer(client, &statement) {
                 responses.push(answer?);
                 continue;
             }
-            let sql = statement.to_string();
             // Positions are only meaningful against the one statement the client wrote.
             let original = if single { query } else { sql.as_str() };
             let result = self.run(client.socket_addr(), original, &sql, None).await?;
@@ -213,25 +231,27 @@ impl QueryParser for Queries {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let flavor = &self.service.flavor;
-        let mut statements = flavor.parse(sql).map_err(|e| sql_error(e, sql, sql))?;
+        let mut statements = self.parse(sql).await?;
         if statements.len() > 1 {
             return Err(error(
                 "42601",
                 "cannot insert multiple commands into a prepared statement".into(),
             ));
         }
-        let Some(statement) = statements.pop() else {
+        let Some((statement, planned)) = statements.pop() else {
             return Ok(None);
         };
-        let planned = statement.to_string();
         let kind = if is_session(&statement) {
             Kind::Session(Box::new(statement))
         } else {
+            let flavor = self.service.flavor.clone();
+            let text = planned.clone();
             Kind::Query(
-                flavor
-                    .describe(&planned)
+                self.service
+                    .queries
+                    .on_query_threads(async move { flavor.describe(&text).await })
                     .await
+                    .and_then(|described| described)
                     .map_err(|e| sql_error(e, sql, &planned))?,
             )
         };

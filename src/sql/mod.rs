@@ -431,6 +431,24 @@ impl QueryRunner {
         self.limits
     }
 
+    /// Runs `work` on the query threads, whose stacks are sized for planning (see
+    /// [`nesting`]), not on the caller's: the PostgreSQL front door parses, rewrites and
+    /// describes statements there. Dropping the returned future stops `work`.
+    pub async fn on_query_threads<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, SqlError> {
+        let task = self
+            .runtime
+            .as_ref()
+            .expect("runtime lives until drop")
+            .spawn(work);
+        let mut guard = AbortOnDrop(task);
+        (&mut guard.0)
+            .await
+            .map_err(|e| SqlError::Query(format!("the query task failed: {e}"), None))
+    }
+
     /// Queries running now (holding a slot; not those waiting for one).
     pub fn running(&self) -> usize {
         self.limits

@@ -204,6 +204,13 @@ impl PgFlavor {
     /// Parses `sql` as PostgreSQL and rewrites what clients send that DataFusion would not plan.
     /// Errors carry where the text stops making sense.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, SqlError> {
+        // Before anything builds a tree of it (the rewriter and printing walk it recursively),
+        // as `plan` does for HTTP's SQL.
+        if let Some(depth) =
+            super::nesting::estimated_depth(sql).filter(|d| *d > super::nesting::MAX_DEPTH)
+        {
+            return Err(SqlError::TooDeep(depth));
+        }
         self.parser.parse(sql).map_err(|e| {
             // The rewriter parses tokens without their places; sqlparser on the text says where.
             use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;

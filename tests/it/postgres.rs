@@ -325,6 +325,36 @@ fn psql_browses_answers_every_query_file_and_is_refused_writes() {
     let e = failed(psql(&svc, &["-c", "SET TIME ZONE 'Europe/Paris'"]));
     assert!(e.contains("gatewatch answers in UTC"), "{e}");
 
+    // Hostile input: binary noise, a start-up message claiming 2 GiB, and a 600 KB expression
+    // nested 300,000 deep are each turned away; the service answers the next client.
+    for bytes in [
+        (0..65_536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+        [0x7fff_ffffu32.to_be_bytes(), 0x0003_0000u32.to_be_bytes()].concat(),
+    ] {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(pg(&svc)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(&bytes);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    let deep = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        deep.path(),
+        format!("SELECT {};\n", vec!["1"; 300_000].join("+")),
+    )
+    .unwrap();
+    let e = failed(psql(&svc, &["-f", deep.path().to_str().unwrap()]));
+    assert!(
+        e.contains("the query nests about 300003 levels deep"),
+        "{e}"
+    );
+    // Just under the limit: answered.
+    let sum = format!("SELECT {} AS n", vec!["1"; 900].join("+"));
+    assert_eq!(ok(psql(&svc, &["-tA", "-c", &sum])).trim(), "900");
+
     // Every queries/*.sql through psql equals its expected output.
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("queries"))
         .unwrap()
