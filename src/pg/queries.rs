@@ -282,13 +282,9 @@ impl QueryParser for Queries {
         match &stmt.kind {
             Kind::Query(d) => arrow_schema_to_pg_fields(&d.schema, format, None),
             Kind::Session(s) => Ok(match s.as_ref() {
-                Statement::ShowVariable { variable } => vec![session::show_field(
-                    &variable
-                        .iter()
-                        .map(|i| i.value.to_lowercase())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                )],
+                Statement::ShowVariable { variable } => {
+                    vec![session::show_field(&session::shown_name(variable))]
+                }
                 _ => vec![],
             }),
         }

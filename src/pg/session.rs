@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Set, Statement, Value};
 use datafusion_postgres::pgwire;
 
 use crate::sql::postgres::setting_default;
@@ -60,14 +60,7 @@ pub(super) fn answer<C: ClientInfo>(
         Statement::Discard { .. } => Ok(Response::Execution(Tag::new("DISCARD ALL"))),
         Statement::Deallocate { .. } => Ok(Response::Execution(Tag::new("DEALLOCATE"))),
         Statement::Set(set) => set_statement(client, set),
-        Statement::ShowVariable { variable } => {
-            let name = variable
-                .iter()
-                .map(|i| i.value.to_lowercase())
-                .collect::<Vec<_>>()
-                .join(" ");
-            show(client, &name)
-        }
+        Statement::ShowVariable { variable } => show(client, &shown_name(variable)),
         _ => return None,
     })
 }
@@ -172,6 +165,15 @@ fn show<C: ClientInfo>(client: &C, name: &str) -> PgWireResult<Response> {
     row.encode_field(&Some(value))?;
     let rows = futures::stream::iter(vec![Ok(row.take_row())]);
     Ok(Response::Query(QueryResponse::new(fields, rows)))
+}
+
+/// The setting a `SHOW` names, lower-cased (`SHOW TIME ZONE` is `time zone`).
+pub(super) fn shown_name(variable: &[Ident]) -> String {
+    variable
+        .iter()
+        .map(|i| i.value.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The one-column schema of `SHOW name` (what Describe tells before it runs).

@@ -55,13 +55,18 @@ pub fn unique(prefix: &str) -> String {
 
 impl Service {
     pub fn get(&self, path: &str) -> (u16, String) {
+        self.get_with(path, None)
+    }
+
+    /// `GET path`, with a bearer token when the service requires one.
+    pub fn get_with(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let r = client::request(
             &Url::parse(&self.url()).unwrap(),
             "GET",
             path,
             "*/*",
             b"",
-            None,
+            token,
         )
         .unwrap();
         (r.status, String::from_utf8(r.body).unwrap())
@@ -69,26 +74,16 @@ impl Service {
 
     /// A metric's value from /metrics (the first sample whose line starts with `name`).
     pub fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .find(|l| l.starts_with(name) && !l.starts_with('#'))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        self.metric_from(name, None)
     }
 
     /// [`Service::metric`] of a service that requires a token.
     pub fn metric_with_token(&self, name: &str, token: &str) -> f64 {
-        let r = client::request(
-            &Url::parse(&self.url()).unwrap(),
-            "GET",
-            "/metrics",
-            "*/*",
-            b"",
-            Some(token),
-        )
-        .unwrap();
-        let text = String::from_utf8(r.body).unwrap();
+        self.metric_from(name, Some(token))
+    }
+
+    fn metric_from(&self, name: &str, token: Option<&str>) -> f64 {
+        let (_, text) = self.get_with("/metrics", token);
         text.lines()
             .find(|l| l.starts_with(name) && !l.starts_with('#'))
             .and_then(|l| l.rsplit(' ').next())
