@@ -79,6 +79,25 @@ impl AlertLog {
         self.records.extend_from_slice(records);
     }
 
+    /// Keeps the transitions `keep` keeps.
+    pub fn retain(&mut self, keep: impl FnMut(&AlertRecord) -> bool) {
+        self.records.retain(keep);
+    }
+
+    /// Adds transitions of another log (a restored partition's), keeping time order; one
+    /// already held (same stable id) is not added twice.
+    pub fn absorb(&mut self, records: &[AlertRecord]) {
+        let held: std::collections::HashSet<&str> =
+            self.records.iter().map(|r| r.id.as_str()).collect();
+        let new: Vec<AlertRecord> = records
+            .iter()
+            .filter(|r| !held.contains(r.id.as_str()))
+            .cloned()
+            .collect();
+        self.records.extend(new);
+        self.records.sort_by_key(|r| r.ts);
+    }
+
     /// Drops transitions older than `horizon`.
     pub fn evict_before(&mut self, horizon: i64) {
         let cut = self.records.partition_point(|r| r.ts < horizon);

@@ -66,38 +66,67 @@ impl Engine {
 
     /// The state in parts (see [`EngineParts`]).
     pub fn checkpoint_parts(&self) -> EngineParts {
+        let (sealed, open) = self.events.parts();
+        self.parts_of(
+            &|_| true,
+            &|_| true,
+            &|_| true,
+            &self.counters,
+            sealed,
+            open.to_vec(),
+        )
+    }
+
+    /// The parts of the servers `keep_server` keeps, with the alert records and positions the
+    /// other two keep, `counters` and the given events (already chosen by the caller). The
+    /// symbol table is written whole: it is shared by every server.
+    pub(super) fn parts_of(
+        &self,
+        keep_server: &dyn Fn(&Server) -> bool,
+        keep_alert: &dyn Fn(&AlertRecord) -> bool,
+        keep_position: &dyn Fn(&super::partition::PartitionKey) -> bool,
+        counters: &Counters,
+        sealed: Vec<RecordBatch>,
+        open: Vec<RecordBatch>,
+    ) -> EngineParts {
         let mut enc = Enc::default();
         let out = &mut enc;
         out.u32(ENGINE_VERSION);
         out.opt_i64(self.now_ms);
         out.u64(self.seq);
         out.i64(self.last_maintenance);
-        encode_counters(out, &self.counters);
+        encode_counters(out, counters);
         out.len(self.symbols.names.len());
         for n in &self.symbols.names {
             out.opt_str(n.as_deref());
         }
-        out.len(self.servers.len());
-        for s in &self.servers {
+        let servers: Vec<&Server> = self.servers.iter().filter(|s| keep_server(s)).collect();
+        out.len(servers.len());
+        for s in servers {
             encode_server(out, s);
         }
-        let alerts = self.alerts.all();
+        let alerts: Vec<&AlertRecord> =
+            self.alerts.all().iter().filter(|a| keep_alert(a)).collect();
         out.len(alerts.len());
         for a in alerts {
             encode_alert(out, a);
         }
-        out.len(self.positions.len());
-        for ((topic, partition), next) in &self.positions {
+        let positions: Vec<_> = self
+            .positions
+            .iter()
+            .filter(|(k, _)| keep_position(k))
+            .collect();
+        out.len(positions.len());
+        for ((topic, partition), next) in positions {
             out.str(topic);
             out.i64(*partition as i64);
             out.i64(*next);
         }
         out.opt_i64(self.sealed_before);
-        let (sealed, open) = self.events.parts();
         EngineParts {
             state: enc.buf,
             sealed,
-            open: open.to_vec(),
+            open,
         }
     }
 

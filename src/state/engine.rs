@@ -478,14 +478,7 @@ impl Engine {
             forgotten = before - self.servers.len(),
             "Forgot servers with nothing in retention."
         );
-        self.server_index = self
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (Box::<str>::from(&*s.name), i))
-            .collect();
-        // The clock keys servers by their index, which just changed.
-        self.rebuild_clock();
+        self.reindex_servers();
     }
 }
 
@@ -608,6 +601,8 @@ pub(super) struct Server {
     pub(super) latency: [MinuteSeries; 3],
     /// rtt and setup since start, for Prometheus.
     pub(super) prom: [PromHistogram; 2],
+    /// The input partition this server's events come from, in a cluster (see `partition`).
+    pub(super) partition: Option<super::partition::PartitionKey>,
 }
 
 impl Server {
@@ -631,6 +626,7 @@ impl Server {
             auth_fails: BTreeMap::new(),
             latency: Default::default(),
             prom: Default::default(),
+            partition: None,
         }
     }
 }

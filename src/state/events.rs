@@ -83,6 +83,43 @@ impl EventStore {
         )
     }
 
+    /// Sealed and open batches with only the rows of the servers `keep` keeps (a partition's
+    /// checkpoint).
+    pub(super) fn parts_of_servers(
+        &self,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
+        let pick = |b: &RecordBatch| rows_of_servers(b, keep);
+        (
+            self.sealed
+                .iter()
+                .map(|s| pick(&s.batch))
+                .filter(|b| b.num_rows() > 0)
+                .collect(),
+            self.open
+                .iter()
+                .map(pick)
+                .filter(|b| b.num_rows() > 0)
+                .collect(),
+        )
+    }
+
+    /// Keeps only the rows of the servers `keep` keeps (a partition handed to another member).
+    pub(super) fn retain_servers(&mut self, keep: &dyn Fn(&str) -> bool) {
+        let (sealed, open) = self.parts_of_servers(keep);
+        *self = EventStore::from_parts(sealed, open);
+    }
+
+    /// Adds another store's batches (a partition restored from its checkpoint).
+    pub(super) fn absorb(&mut self, other: EventStore) {
+        for s in other.sealed {
+            self.keep(s);
+        }
+        for b in other.open {
+            self.push(b);
+        }
+    }
+
     /// A store from a checkpoint's parts.
     pub(super) fn from_parts(sealed: Vec<RecordBatch>, open: Vec<RecordBatch>) -> EventStore {
         let mut store = EventStore {
@@ -159,6 +196,19 @@ impl EventStore {
         out.extend(self.open.iter().map(|b| trim(b, h)));
         out
     }
+}
+
+/// The rows of `batch` whose server `keep` keeps.
+pub fn rows_of_servers(batch: &RecordBatch, keep: &dyn Fn(&str) -> bool) -> RecordBatch {
+    let servers = batch.column(col::SERVER).as_string::<i32>();
+    let mask: arrow::array::BooleanArray = servers
+        .iter()
+        .map(|s| Some(keep(s.unwrap_or(""))))
+        .collect();
+    if mask.true_count() == batch.num_rows() {
+        return batch.clone();
+    }
+    arrow::compute::filter_record_batch(batch, &mask).expect("a mask of the batch's length")
 }
 
 /// The rows of `batch` with `ts < t` (events arrive in any order, so every batch is filtered).

@@ -32,6 +32,7 @@ pub mod encode;
 mod engine;
 pub mod events;
 pub mod latency;
+pub mod partition;
 mod reorder;
 mod sessions;
 mod snapshot;
