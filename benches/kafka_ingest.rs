@@ -238,7 +238,7 @@ fn gatewatch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
             kafka::check_topics(&cfg, &brokers, &[]).unwrap();
             let mut seen = 0u64;
             let input = gatewatch::config::InputConfig::default();
-            kafka::consume(&cfg, &brokers, status, &stop, None, input, |polled| {
+            kafka::consume(&cfg, &brokers, status, &stop, None, None, input, |polled| {
                 let (batch, rejects) = (polled.batch, polled.rejects);
                 let now = Instant::now();
                 let mut e = engine.lock().unwrap();

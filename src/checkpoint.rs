@@ -67,10 +67,7 @@ pub fn write(dir: &Path, cp: &Checkpoint, keep: usize) -> Result<PathBuf, WriteE
         source,
     };
     fs::create_dir_all(dir).map_err(err)?;
-    let mut body = Enc::default();
-    cp.engine.encode(&mut body);
-    body.bytes(&cp.alerts);
-    let sum = xxhash_rust::xxh3::xxh3_64(&body.buf);
+    let bytes = frame(&cp.engine, &cp.alerts);
 
     let existing = list(dir).map_err(err)?;
     let now = std::time::SystemTime::now()
@@ -79,10 +76,7 @@ pub fn write(dir: &Path, cp: &Checkpoint, keep: usize) -> Result<PathBuf, WriteE
     let seq = existing.last().map_or(now, |(s, _)| now.max(s + 1));
     let path = dir.join(format!("{PREFIX}{seq:020}{SUFFIX}"));
     write_atomically(&path, |mut f| {
-        f.write_all(MAGIC)?;
-        f.write_all(&(body.buf.len() as u64).to_le_bytes())?;
-        f.write_all(&body.buf)?;
-        f.write_all(&sum.to_le_bytes())?;
+        f.write_all(&bytes)?;
         Ok(f)
     })
     .map_err(err)?;
@@ -91,6 +85,21 @@ pub fn write(dir: &Path, cp: &Checkpoint, keep: usize) -> Result<PathBuf, WriteE
         let _ = fs::remove_file(old);
     }
     Ok(path)
+}
+
+/// A checkpoint's bytes: `engine` and the evaluator's `alerts` state, framed and checksummed
+/// (the file format above; the state store keeps partitions' checkpoints in it too).
+pub fn frame(engine: &EngineParts, alerts: &[u8]) -> Vec<u8> {
+    let mut body = Enc::default();
+    engine.encode(&mut body);
+    body.bytes(alerts);
+    let sum = xxhash_rust::xxh3::xxh3_64(&body.buf);
+    let mut out = Vec::with_capacity(body.buf.len() + 24);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(body.buf.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body.buf);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
 }
 
 /// Checkpoint files in `dir`, oldest first (temp files of interrupted writes are not listed).
@@ -145,6 +154,12 @@ pub fn load_newest(
 
 fn read_one(path: &Path, cfg: &EngineConfig) -> Result<(Engine, Vec<u8>), String> {
     let bytes = fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    unframe(&bytes, cfg)
+}
+
+/// The engine and the evaluator's state of a checkpoint's bytes (see [`frame`]), or why they
+/// cannot be read.
+pub fn unframe(bytes: &[u8], cfg: &EngineConfig) -> Result<(Engine, Vec<u8>), String> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err("not a gatewatch checkpoint (or one of another format version)".into());
     }

@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// checkpoint.dir, else none.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Join a cluster: keep each partition's state in this shared store (file:///shared/dir,
+    /// s3://bucket/prefix…) so it moves with its partition between the instances of --group
+    /// (docs/cluster.md). Default: cluster.state_store, else a single instance.
+    #[arg(long, value_name = "URL")]
+    pub state_store: Option<String>,
     /// Archive sealed hours of events, concurrency and latency as Parquet here; SQL then spans
     /// memory and archive. Default: archive.dir, else none.
     #[arg(long, value_name = "DIR")]

@@ -27,6 +27,8 @@ pub const LAYERS: &[&[&str]] = &[
     &["sql"],
     // What reads answers: alert rules and sinks, checkpoint files, text output.
     &["alerts", "checkpoint", "output"],
+    // A cluster member's partitions: their state in the shared store as Kafka moves them.
+    &["cluster"],
     // The service's front doors: HTTP, and PostgreSQL's wire protocol.
     &["http", "pg"],
     // Command-line arguments (clap stays here and in `app`).

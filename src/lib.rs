@@ -42,6 +42,7 @@ pub mod app;
 pub mod atomic_file;
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod event;

@@ -85,6 +85,21 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
         cfg.pg.bind_configured = true;
     }
     cfg.http.token_from_env().map_err(anyhow::Error::msg)?;
+    if let Some(u) = &args.state_store {
+        cfg.cluster.state_store = Some(
+            config::StateStoreUrl::parse(u).map_err(|m| anyhow::anyhow!("--state-store: {m}"))?,
+        );
+    }
+    if cfg.cluster.state_store.is_some() {
+        if cfg.kafka.brokers.is_none() {
+            anyhow::bail!("a cluster needs a Kafka cluster its members share; give --brokers (the embedded one lives inside a single process)");
+        }
+        // Partitions move one at a time: members keep what they have through a rebalance.
+        cfg.kafka
+            .properties
+            .entry("partition.assignment.strategy".into())
+            .or_insert_with(|| "cooperative-sticky".into());
+    }
     if let Some(d) = &args.checkpoint_dir {
         cfg.checkpoint.dir = Some(d.clone());
     }
@@ -118,6 +133,9 @@ pub async fn serve(
     service.start_embedded_cluster(embedded.as_ref(), &alert_topics)?;
     service.check_topics(&alert_topics).await?;
     let listener = service.bind_http().await?;
+    service
+        .join_cluster(listener.local_addr().context("no local address")?)
+        .await?;
     let pg = service.bind_pg().await?;
     service.start_alerts(evaluator, &restored.alerts)?;
     service.start_archiver()?;
@@ -153,6 +171,13 @@ async fn restore_from_checkpoint(cfg: &Config) -> anyhow::Result<Restored> {
         alerts: Vec::new(),
         from: None,
     };
+    if cfg.cluster.state_store.is_some() {
+        if cfg.checkpoint.dir.is_some() {
+            tracing::warn!("checkpoint.dir is not used in a cluster: each partition's state is kept in cluster.state_store.");
+        }
+        // Partitions' state is restored as Kafka assigns them (see `cluster`).
+        return Ok(fresh(None));
+    }
     let Some(dir) = &cfg.checkpoint.dir else {
         return Ok(fresh(None));
     };
@@ -227,6 +252,10 @@ struct Service {
     archive_stats: Option<Arc<ArchiveStats>>,
     archiver: Option<std::thread::JoinHandle<()>>,
     checkpoint_stats: Option<Arc<CheckpointStats>>,
+    /// This member's hold on its partitions (with `[cluster] state_store`).
+    member: Option<Arc<crate::cluster::Member>>,
+    cluster_status: Option<Arc<crate::cluster::ClusterStatus>>,
+    heartbeat: Option<std::thread::JoinHandle<()>>,
     consumer: Option<std::thread::JoinHandle<()>>,
     /// The consumer's result, once it returns.
     consumer_done: Option<tokio::sync::oneshot::Receiver<Result<(), kafka::KafkaIngestError>>>,
@@ -251,6 +280,9 @@ impl Service {
             archive_stats: None,
             archiver: None,
             checkpoint_stats: None,
+            member: None,
+            cluster_status: None,
+            heartbeat: None,
             consumer: None,
             consumer_done: None,
             consumer_failed: Arc::new(Mutex::new(None)),
@@ -411,7 +443,7 @@ impl Service {
     /// evaluating alerts after each and taking checkpoints between them.
     fn start_ingest(&mut self, resume: Option<Resume>) -> anyhow::Result<()> {
         let mut checkpointer = match &self.cfg.checkpoint.dir {
-            Some(dir) => {
+            Some(dir) if self.member.is_none() => {
                 let stats = Arc::new(CheckpointStats::default());
                 self.checkpoint_stats = Some(stats.clone());
                 Some(
@@ -424,8 +456,18 @@ impl Service {
                     .context("cannot start the checkpoint writer")?,
                 )
             }
-            None => None,
+            _ => None,
         };
+        let mut partition_checkpoints = self
+            .member
+            .clone()
+            .map(|m| PartitionCheckpoints::start(m, self.cfg.checkpoint.interval_ms))
+            .transpose()?;
+        let owner = self
+            .member
+            .clone()
+            .map(|m| m as Arc<dyn kafka::PartitionOwner>);
+        let clustered = self.member.is_some();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         self.consumer_done = Some(done_rx);
         let panic_in_apply = fault_injected("panic-in-apply");
@@ -455,6 +497,7 @@ impl Service {
                         status,
                         &stop,
                         resume,
+                        owner,
                         input,
                         |polled: kafka::Polled<'_>| {
                             // Between batches: everything before this one is applied,
@@ -462,6 +505,9 @@ impl Service {
                             // positions agree.
                             if let Some(c) = checkpointer.as_mut().filter(|c| c.due()) {
                                 c.take(|| capture(&engine, &live));
+                            }
+                            if let Some(c) = partition_checkpoints.as_mut() {
+                                c.take_if_due();
                             }
                             if panic_in_apply {
                                 panic!("GATEWATCH_FAULT=panic-in-apply");
@@ -477,6 +523,9 @@ impl Service {
                                 e.set_wall_clock(wall_clock_ms());
                                 let late = e.apply_view(polled.batch.clone()).rejected_rows;
                                 e.record_positions(polled.positions.iter().copied());
+                                if clustered {
+                                    note_partitions(&mut e, &polled);
+                                }
                                 late
                             };
                             // Alerts are evaluated on the ingest path, after the batch (rounds
@@ -494,6 +543,9 @@ impl Service {
                     if let Some(c) = checkpointer {
                         c.finish(Some(capture(&engine, &live)));
                     }
+                    // A cluster member's partitions were handed over when the consumer left
+                    // its group (their final state is in the store).
+                    drop(partition_checkpoints);
                     let _ = done_tx.send(r);
                 })
                 .context("cannot start the Kafka consumer thread")?,
@@ -504,6 +556,73 @@ impl Service {
     /// Step 4b: the PostgreSQL listener and its catalogue, when `pg.bind` is not off. The
     /// default address may be taken (a second instance on one machine): that is a warning,
     /// and the service runs without it; a configured address must be free.
+    /// Step 4b (with `[cluster] state_store`): opens the state store and checks it can be
+    /// written (a store that cannot is reported, and ingest goes on: partitions are then
+    /// rebuilt from Kafka when they move); publishes this member's entry every few seconds.
+    async fn join_cluster(&mut self, http: SocketAddr) -> anyhow::Result<()> {
+        let Some(url) = self.cfg.cluster.state_store.clone() else {
+            return Ok(());
+        };
+        let host = match &self.cfg.cluster.advertise {
+            Some(h) => h.clone(),
+            None if http.ip().is_unspecified() => anyhow::bail!(
+                "HTTP listens on {http}, which other members cannot reach; set cluster.advertise to this host's name or IP"
+            ),
+            None => http.ip().to_string(),
+        };
+        let member_id = format!("{host}:{}", http.port());
+        let store =
+            tokio::task::spawn_blocking(move || crate::cluster::store::StateStore::open(&url))
+                .await
+                .context("opening the state store did not finish")?
+                .map_err(anyhow::Error::msg)?;
+        let store = Arc::new(store);
+        let status = Arc::new(crate::cluster::ClusterStatus {
+            member: member_id.clone(),
+            store_url: store.url().to_string(),
+            ..Default::default()
+        });
+        let probe = {
+            let (store, id) = (store.clone(), member_id.clone());
+            tokio::task::spawn_blocking(move || store.probe(&id))
+                .await
+                .context("probing the state store did not finish")?
+        };
+        if let Err(e) = &probe {
+            tracing::error!(error = %e, "The state store cannot be written: ingest goes on, but partitions that move are rebuilt from Kafka instead of restored.");
+            *status.store_error.lock().expect("not poisoned") = Some(e.to_string());
+        }
+        let home = self.cfg.kafka.topics.first().cloned().unwrap_or_default();
+        let member = Arc::new(crate::cluster::Member::new(
+            self.engine.clone(),
+            store,
+            status.clone(),
+            self.cfg.engine.clone(),
+            &home,
+            self.cfg.checkpoint.keep,
+        ));
+        tracing::info!(member = %member_id, store = %status.store_url, "Joining the cluster.");
+        let (m, stop) = (member.clone(), self.stop.clone());
+        self.heartbeat = Some(
+            std::thread::Builder::new()
+                .name("cluster-heartbeat".into())
+                .spawn(move || {
+                    let mut last = Instant::now() - MEMBER_HEARTBEAT;
+                    while !stop.load(Ordering::Relaxed) {
+                        if last.elapsed() >= MEMBER_HEARTBEAT {
+                            m.publish();
+                            last = Instant::now();
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                })
+                .context("cannot start the cluster heartbeat thread")?,
+        );
+        self.member = Some(member);
+        self.cluster_status = Some(status);
+        Ok(())
+    }
+
     async fn bind_pg(
         &self,
     ) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<crate::sql::postgres::PgFlavor>)>>
@@ -579,6 +698,7 @@ impl Service {
             max_body_bytes: cfg.max_body_bytes,
             body_timeout: std::time::Duration::from_millis(cfg.body_timeout_ms as u64),
             checkpoints: self.checkpoint_stats.clone(),
+            cluster: self.cluster_status.clone(),
         });
         let limits = crate::http::server::ConnectionLimits {
             max_connections: cfg.max_connections,
@@ -621,9 +741,16 @@ impl Service {
                 );
             }
         }
-        for t in [self.archiver.take(), self.alert_clock.take()]
-            .into_iter()
-            .flatten()
+        if let Some(m) = self.member.clone() {
+            let _ = tokio::task::spawn_blocking(move || m.withdraw()).await;
+        }
+        for t in [
+            self.archiver.take(),
+            self.alert_clock.take(),
+            self.heartbeat.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
@@ -643,6 +770,90 @@ impl Service {
             return Err(e.into());
         }
         Ok(())
+    }
+}
+
+/// How often a cluster member rewrites its entry in the state store.
+const MEMBER_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Tags the servers of a batch with the partitions their events came from.
+fn note_partitions(e: &mut Engine, polled: &kafka::Polled<'_>) {
+    let topics: Vec<Arc<str>> = polled
+        .topics
+        .iter()
+        .map(|t| Arc::from(t.as_str()))
+        .collect();
+    let elsewhere = e.note_partitions(polled.batch, |row| {
+        let (t, p) = polled.partition_of_row(row);
+        (topics[t as usize].clone(), p)
+    });
+    if elsewhere > 0 {
+        tracing::debug!(
+            rows = elsewhere,
+            "Events of a server came from another partition than its first (the producer does not key by server)."
+        );
+    }
+}
+
+/// A cluster member's periodic checkpoints of its partitions: captured on the ingest thread
+/// between batches, written on a thread of their own.
+struct PartitionCheckpoints {
+    member: Arc<crate::cluster::Member>,
+    interval: std::time::Duration,
+    last: Instant,
+    to_writer: Option<std::sync::mpsc::SyncSender<Vec<CapturedPartition>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+type CapturedPartition = (
+    crate::state::partition::PartitionKey,
+    i64,
+    crate::state::encode::EngineParts,
+);
+
+impl PartitionCheckpoints {
+    fn start(member: Arc<crate::cluster::Member>, interval_ms: i64) -> anyhow::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<CapturedPartition>>(1);
+        let m = member.clone();
+        let writer = std::thread::Builder::new()
+            .name("partition-checkpoints".into())
+            .spawn(move || {
+                for captured in rx {
+                    m.write(captured);
+                }
+            })
+            .context("cannot start the partition checkpoint writer")?;
+        Ok(PartitionCheckpoints {
+            member,
+            interval: std::time::Duration::from_millis(interval_ms.max(1) as u64),
+            last: Instant::now(),
+            to_writer: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    fn take_if_due(&mut self) {
+        if self.last.elapsed() < self.interval {
+            return;
+        }
+        self.last = Instant::now();
+        let captured = self.member.capture();
+        if let Some(tx) = &self.to_writer {
+            if let Err(std::sync::mpsc::TrySendError::Full(_)) = tx.try_send(captured) {
+                tracing::debug!(
+                    "The previous partition checkpoints are still being written; skipped a round."
+                );
+            }
+        }
+    }
+}
+
+impl Drop for PartitionCheckpoints {
+    fn drop(&mut self) {
+        self.to_writer.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
     }
 }
 

@@ -485,6 +485,65 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// The Parquet archive directory (`[archive] dir`, `run --archive`); None: no archive.
     pub archive: Option<std::path::PathBuf>,
+    /// Membership of a cluster of instances (`[cluster]`, docs/cluster.md).
+    pub cluster: ClusterConfig,
+}
+
+/// A cluster of instances on one consumer group (`[cluster]`, `run --state-store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Where per-partition checkpoints and the members' addresses are kept (`file:///dir`,
+    /// `s3://bucket/prefix`, `gs://…`, `az://…`); None: a single instance, as before.
+    pub state_store: Option<StateStoreUrl>,
+    /// The host other members reach this one's HTTP port at; None: the HTTP bind address
+    /// (which must then not be 0.0.0.0).
+    pub advertise: Option<String>,
+    /// How long a whole-cluster query waits for partitions in transit to be restored, ms.
+    pub query_wait_ms: i64,
+}
+
+/// Default wait of a query for partitions in transit: 10 s.
+pub const DEFAULT_QUERY_WAIT_MS: i64 = 10_000;
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            state_store: None,
+            advertise: None,
+            query_wait_ms: DEFAULT_QUERY_WAIT_MS,
+        }
+    }
+}
+
+/// A state store's URL, checked: its scheme is one gatewatch knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateStoreUrl(pub String);
+
+impl StateStoreUrl {
+    /// Checks `s`: `file:///absolute/dir`, `s3://bucket[/prefix]`, `gs://…`, `az://…`.
+    pub fn parse(s: &str) -> Result<StateStoreUrl, String> {
+        let s = s.trim();
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(format!(
+                "{s:?} is not a URL; write file:///shared/dir or s3://bucket/prefix"
+            ));
+        };
+        match scheme {
+            "file" if rest.starts_with('/') && rest.len() > 1 => {}
+            "file" => {
+                return Err(format!(
+                    "{s:?} names no absolute directory; write file:///shared/dir (three slashes)"
+                ))
+            }
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" if !rest.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "{s:?}: gatewatch keeps state in file:///dir, s3://bucket, gs://bucket or az://container"
+                ))
+            }
+        }
+        Ok(StateStoreUrl(s.to_string()))
+    }
 }
 
 /// Completing gateway syslog stamps (`[input]`; docs/gateways.md, "Time").
@@ -645,6 +704,7 @@ impl Config {
         let pg = parse_pg(raw.pg).map_err(invalid)?;
         let alerts = parse_alerts(raw.alerts).map_err(invalid)?;
         let checkpoint = parse_checkpoint(raw.checkpoint).map_err(invalid)?;
+        let cluster = parse_cluster(raw.cluster).map_err(invalid)?;
         let archive = match raw.archive.dir {
             Some(d) if d.trim().is_empty() => return Err(invalid(
                 "archive.dir is empty; name a directory, or remove it to run without an archive"
@@ -661,6 +721,7 @@ impl Config {
             alerts,
             checkpoint,
             archive,
+            cluster,
         })
     }
 }

@@ -29,6 +29,28 @@ pub(super) fn parse_checkpoint(raw: RawCheckpoint) -> Result<CheckpointConfig, S
     Ok(c)
 }
 
+pub(super) fn parse_cluster(raw: RawCluster) -> Result<ClusterConfig, String> {
+    let mut c = ClusterConfig::default();
+    if let Some(u) = raw.state_store {
+        c.state_store =
+            Some(StateStoreUrl::parse(&u).map_err(|m| format!("cluster.state_store: {m}"))?);
+    }
+    if let Some(a) = raw.advertise {
+        if a.trim().is_empty() || a.contains([':', '/', ' ']) {
+            return Err(format!("cluster.advertise = {a:?} must be a host name or IP that other members reach this one at, like \"10.0.0.7\" (no port: the HTTP port is used)"));
+        }
+        c.advertise = Some(a);
+    }
+    if let Some(w) = raw.query_wait {
+        c.query_wait_ms = parse_duration_ms(&w)
+            .filter(|ms| (0..=600_000).contains(ms))
+            .ok_or_else(|| {
+                format!("cluster.query_wait = {w:?} must be a duration up to 10m, like \"10s\"")
+            })?;
+    }
+    Ok(c)
+}
+
 pub(super) fn parse_pg(raw: RawPg) -> Result<PgConfig, String> {
     let mut p = PgConfig::default();
     if let Some(b) = raw.bind {

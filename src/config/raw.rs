@@ -28,6 +28,16 @@ pub(super) struct RawConfig {
     pub(super) checkpoint: RawCheckpoint,
     #[serde(default)]
     pub(super) archive: RawArchive,
+    #[serde(default)]
+    pub(super) cluster: RawCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) state_store: Option<String>,
+    pub(super) advertise: Option<String>,
+    pub(super) query_wait: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

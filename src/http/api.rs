@@ -391,6 +391,9 @@ pub(super) async fn index() -> Response {
 
 pub(super) async fn readyz(State(state): State<Arc<ServiceState>>) -> (StatusCode, String) {
     let k = &state.kafka;
+    if let Some(c) = &state.cluster {
+        return cluster_readyz(k, c);
+    }
     if k.ready() {
         return (StatusCode::OK, "ready\n".into());
     }
@@ -405,6 +408,37 @@ pub(super) async fn readyz(State(state): State<Arc<ServiceState>>) -> (StatusCod
         StatusCode::SERVICE_UNAVAILABLE,
         format!("not ready: {why}\n"),
     )
+}
+
+/// A cluster member is ready when its consumer is, and every partition it owns has its state
+/// restored; the body lists them (`partition <topic>/<n> restored|restoring`).
+fn cluster_readyz(
+    k: &crate::ingest::kafka::KafkaStatus,
+    c: &crate::cluster::ClusterStatus,
+) -> (StatusCode, String) {
+    let owned = c.owned();
+    let restoring = owned.iter().filter(|o| !o.restored).count();
+    let mut body = if !k.ready() {
+        "not ready: the Kafka consumer has no partitions or no broker\n".to_string()
+    } else if restoring > 0 {
+        format!("not ready: {restoring} partition(s) still being restored\n")
+    } else {
+        "ready\n".to_string()
+    };
+    body += &format!("member {}\nstate store {}\n", c.member, c.store_url);
+    if let Some(e) = c.store_error.lock().expect("not poisoned").as_ref() {
+        body += &format!("state store error: {e}\n");
+    }
+    for o in &owned {
+        let state = if o.restored { "restored" } else { "restoring" };
+        body += &format!("partition {}/{} {state}\n", o.topic, o.partition);
+    }
+    let code = if k.ready() && restoring == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body)
 }
 
 /// Transitions listed by `/api/alerts` under `recent`.

@@ -207,6 +207,9 @@ pub(super) async fn metrics(State(state): State<Arc<ServiceState>>) -> Response 
     if let Some(a) = &state.archive {
         archive_metrics(&mut out, a);
     }
+    if let Some(c) = &state.cluster {
+        cluster_metrics(&mut out, c);
+    }
     process::write(&mut out);
     (
         [(
@@ -244,6 +247,128 @@ fn archive_metrics(out: &mut String, a: &crate::sql::archive::ArchiveStats) {
             "gauge",
             "Event time before which every hour is archived (0: none yet).",
             a.through_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        ),
+    ];
+    unlabelled(out, &samples);
+}
+
+fn cluster_metrics(out: &mut String, c: &crate::cluster::ClusterStatus) {
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let owned = c.owned();
+    let member = label(&c.member);
+    family(
+        out,
+        "gatewatch_cluster_partition_owned",
+        "gauge",
+        "Partitions this member owns: 1 per (member, topic, partition); `restored` says whether its state is restored.",
+    );
+    for o in &owned {
+        let _ = writeln!(
+            out,
+            "gatewatch_cluster_partition_owned{{member=\"{member}\",topic=\"{}\",partition=\"{}\",restored=\"{}\"}} 1",
+            label(&o.topic),
+            o.partition,
+            o.restored
+        );
+    }
+    family(
+        out,
+        "gatewatch_cluster_partition_restore_seconds",
+        "gauge",
+        "How long restoring each owned partition's state from the store took.",
+    );
+    for o in &owned {
+        let _ = writeln!(
+            out,
+            "gatewatch_cluster_partition_restore_seconds{{member=\"{member}\",topic=\"{}\",partition=\"{}\"}} {}",
+            label(&o.topic),
+            o.partition,
+            o.restore_ms as f64 / 1000.0
+        );
+    }
+    family(
+        out,
+        "gatewatch_cluster_partition_restore_bytes",
+        "gauge",
+        "Size of the checkpoint each owned partition was restored from (0: none, read from its start).",
+    );
+    for o in &owned {
+        let _ = writeln!(
+            out,
+            "gatewatch_cluster_partition_restore_bytes{{member=\"{member}\",topic=\"{}\",partition=\"{}\"}} {}",
+            label(&o.topic),
+            o.partition,
+            o.restore_bytes
+        );
+    }
+    family(
+        out,
+        "gatewatch_cluster_restores_total",
+        "counter",
+        "Partitions assigned to this member, by how their state came back: from a checkpoint, none in the store (read from the start), or the store failed (read from the start).",
+    );
+    for (outcome, n) in [
+        ("checkpoint", ld(&c.restores)),
+        ("empty", ld(&c.restores_empty)),
+        ("failed", ld(&c.restore_failures)),
+    ] {
+        let _ = writeln!(
+            out,
+            "gatewatch_cluster_restores_total{{member=\"{member}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let samples = [
+        (
+            "gatewatch_cluster_partitions_owned",
+            "gauge",
+            "Partitions this member owns.",
+            owned.len() as f64,
+        ),
+        (
+            "gatewatch_cluster_restore_seconds_total",
+            "counter",
+            "Time spent restoring partitions' state from the store.",
+            ld(&c.restore_ms) / 1000.0,
+        ),
+        (
+            "gatewatch_cluster_restore_bytes_total",
+            "counter",
+            "Bytes of partitions' checkpoints restored.",
+            ld(&c.restore_bytes),
+        ),
+        (
+            "gatewatch_cluster_partitions_revoked_total",
+            "counter",
+            "Partitions handed over to another member (final checkpoint written first).",
+            ld(&c.revoked),
+        ),
+        (
+            "gatewatch_cluster_checkpoints_total",
+            "counter",
+            "Partitions' checkpoints written to the state store.",
+            ld(&c.checkpoints),
+        ),
+        (
+            "gatewatch_cluster_checkpoint_failures_total",
+            "counter",
+            "Partitions' checkpoints that could not be written (ingest goes on).",
+            ld(&c.checkpoint_failures),
+        ),
+        (
+            "gatewatch_cluster_checkpoint_bytes_total",
+            "counter",
+            "Bytes of partitions' checkpoints written.",
+            ld(&c.checkpoint_bytes),
+        ),
+        (
+            "gatewatch_cluster_state_store_up",
+            "gauge",
+            "1 while the state store's last write succeeded, 0 after a failure.",
+            if c.store_error.lock().expect("not poisoned").is_some() {
+                0.0
+            } else {
+                1.0
+            },
         ),
     ];
     unlabelled(out, &samples);

@@ -67,6 +67,8 @@ pub struct ServiceState {
     pub body_timeout: std::time::Duration,
     /// Checkpoint counts (None without checkpoints).
     pub checkpoints: Option<Arc<crate::checkpoint::CheckpointStats>>,
+    /// This member's partitions and their state (None: not in a cluster).
+    pub cluster: Option<Arc<crate::cluster::ClusterStatus>>,
     /// Archive counts (None without an archive).
     pub archive: Option<Arc<crate::sql::archive::ArchiveStats>>,
 }

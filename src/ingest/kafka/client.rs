@@ -32,6 +32,8 @@ pub(super) struct IngestContext {
     pub(super) in_flight: Arc<InFlight>,
     /// Where to start reading each partition, from a checkpoint; taken on its first assignment.
     pub(super) resume: Mutex<Option<Resume>>,
+    /// Keeps partitions' state as they move (a cluster member); its offsets win over `resume`.
+    pub(super) owner: Option<Arc<dyn PartitionOwner>>,
     /// The [`FetchQueue`] every assigned partition's messages are forwarded to: set once the
     /// consumer exists, before it subscribes; null again before the queue is destroyed.
     pub(super) fetch_queue: AtomicPtr<rdsys::rd_kafka_queue_t>,
@@ -50,6 +52,23 @@ pub struct Resume {
 }
 
 impl IngestContext {
+    /// Restores newly assigned partitions' state through the owner and starts each where its
+    /// state leaves off (the earliest retained offset when it has none).
+    fn restore_assignment(&self, owner: &dyn PartitionOwner, tpl: &mut TopicPartitionList) {
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let offsets = owner.assigned(&assigned);
+        for ((topic, partition), next) in assigned.into_iter().zip(offsets) {
+            let offset = next.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                tracing::warn!(topic, partition, error = %e, "Could not set the partition's start offset.");
+            }
+        }
+    }
+
     /// Sets the start offset of newly assigned partitions from the checkpoint, once each.
     fn position_assignment(&self, tpl: &mut TopicPartitionList) {
         let mut resume = self.resume.lock().expect("not poisoned");
@@ -120,7 +139,10 @@ impl ConsumerContext for IngestContext {
         use rdkafka::types::RDKafkaRespErr as E;
         let rebalance = match err {
             E::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.position_assignment(tpl);
+                match &self.owner {
+                    Some(owner) => self.restore_assignment(owner.as_ref(), tpl),
+                    None => self.position_assignment(tpl),
+                }
                 let fetch_queue = self.fetch_queue.load(Ordering::Acquire);
                 if !fetch_queue.is_null() {
                     forward_partitions(consumer.client().native_ptr(), fetch_queue, tpl);
@@ -131,6 +153,17 @@ impl ConsumerContext for IngestContext {
             _ => Rebalance::Error(KafkaError::Rebalance(err.into())),
         };
         self.pre_rebalance(consumer, &rebalance);
+        if let (Rebalance::Revoke(t), Some(owner)) = (&rebalance, &self.owner) {
+            // Everything polled is applied: the partitions' final state goes to the store
+            // before they are given up, so their next owner, which may only read them once
+            // this member has rejoined, finds it.
+            let revoked: Vec<(String, i32)> = t
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            owner.revoked(&revoked);
+        }
         // The protocol comes from the configured assignor, not from librdkafka: asking it
         // (`rd_kafka_rebalance_protocol`) can wait forever once the consumer is closing
         // (librdkafka#4041, rust-rdkafka#509), and a rebalance does arrive during close.

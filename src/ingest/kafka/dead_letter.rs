@@ -111,6 +111,9 @@ pub(super) fn process<F>(
         rejects: &reasons,
         positions: &positions,
         ignored: &ignored,
+        topics: &raw.topics,
+        row_message: &row_message,
+        origin: &raw.origin,
     });
     dead.extend(
         late.iter()

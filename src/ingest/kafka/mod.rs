@@ -166,6 +166,18 @@ impl InFlight {
     }
 }
 
+/// Who keeps the state of partitions as they come and go (a member of a cluster): told, inside
+/// the rebalance, of partitions revoked (after every polled batch is applied) and assigned
+/// (before their first message is fetched).
+pub trait PartitionOwner: Send + Sync {
+    /// `partitions` (topic, partition) are being taken away: everything read of them is
+    /// applied. Keep their final state where their next owner finds it, then forget them.
+    fn revoked(&self, partitions: &[(String, i32)]);
+    /// `partitions` were assigned: restore their state. Returns, for each, the offset to start
+    /// reading at (None: the earliest retained, for a partition whose state is nowhere).
+    fn assigned(&self, partitions: &[(String, i32)]) -> Vec<Option<i64>>;
+}
+
 /// One decoded batch, as [`consume`] hands it to `apply`.
 pub struct Polled<'a> {
     /// The well-formed events.
@@ -176,6 +188,20 @@ pub struct Polled<'a> {
     pub positions: &'a [(&'a str, i32, i64)],
     /// Gateway lines that are not about sessions, by kind.
     pub ignored: &'a [(Ignored, u64)],
+    /// The topics of the batch's messages (indexed by [`Polled::partition_of_row`]'s first).
+    pub topics: &'a [String],
+    /// For each row of `batch`, its message's index in the polled batch.
+    pub row_message: &'a [u32],
+    /// For each polled message: (topic index, partition, offset).
+    pub origin: &'a [(u16, i32, i64)],
+}
+
+impl Polled<'_> {
+    /// The (topic index into [`Polled::topics`], partition) a row of `batch` came from.
+    pub fn partition_of_row(&self, row: usize) -> (u16, i32) {
+        let (t, p, _) = self.origin[self.row_message[row] as usize];
+        (t, p)
+    }
 }
 
 /// Consumes until `stop` is set. `apply(polled)` applies well-formed events and counts decode
@@ -193,6 +219,7 @@ pub fn consume<F>(
     status: Arc<KafkaStatus>,
     stop: &AtomicBool,
     resume: Option<Resume>,
+    owner: Option<Arc<dyn PartitionOwner>>,
     input: InputConfig,
     apply: F,
 ) -> Result<(), KafkaIngestError>
@@ -206,6 +233,7 @@ where
             brokers: brokers.to_string(),
             in_flight: in_flight.clone(),
             resume: Mutex::new(resume),
+            owner,
             fetch_queue: AtomicPtr::new(std::ptr::null_mut()),
             cooperative: cfg
                 .properties
