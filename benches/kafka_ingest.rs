@@ -238,24 +238,32 @@ fn gatewatch_consumer(brokers: &str, topic: &str, n: u64, round: usize) -> f64 {
             kafka::check_topics(&cfg, &brokers, &[]).unwrap();
             let mut seen = 0u64;
             let input = gatewatch::config::InputConfig::default();
-            kafka::consume(&cfg, &brokers, status, &stop, None, None, input, |polled| {
-                let (batch, rejects) = (polled.batch, polled.rejects);
-                let now = Instant::now();
-                let mut e = engine.lock().unwrap();
-                for &r in rejects {
-                    e.count_rejected(r, 1);
-                }
-                let late = e.apply_view(batch.clone()).rejected_rows;
-                let rows = (batch.num_rows() + rejects.len()) as u64;
-                let mut c = clock.lock().unwrap();
-                // The first batch was polled before the clock started: do not count it.
-                c.0.get_or_insert((now, rows));
-                seen += rows;
-                if seen >= n {
-                    c.1.get_or_insert_with(Instant::now);
-                }
-                late
-            })
+            kafka::consume(
+                &cfg,
+                &brokers,
+                status,
+                &stop,
+                Default::default(),
+                input,
+                |polled| {
+                    let (batch, rejects) = (polled.batch, polled.rejects);
+                    let now = Instant::now();
+                    let mut e = engine.lock().unwrap();
+                    for &r in rejects {
+                        e.count_rejected(r, 1);
+                    }
+                    let late = e.apply_view(batch.clone()).rejected_rows;
+                    let rows = (batch.num_rows() + rejects.len()) as u64;
+                    let mut c = clock.lock().unwrap();
+                    // The first batch was polled before the clock started: do not count it.
+                    c.0.get_or_insert((now, rows));
+                    seen += rows;
+                    if seen >= n {
+                        c.1.get_or_insert_with(Instant::now);
+                    }
+                    late
+                },
+            )
             .unwrap();
         })
     };

@@ -242,6 +242,9 @@ struct Service {
     /// The embedded cluster stops on this, only after the consumer has closed (a consumer
     /// closing against a vanished cluster waits for it forever).
     stop_cluster: Arc<AtomicBool>,
+    /// The cluster's query endpoint stops on this, once this member's partitions are handed
+    /// over (other members' queries read them here until then).
+    stop_flight: Arc<AtomicBool>,
     /// However the service ends (an early error included), the threads it started stop.
     _stop_guard: StopOnDrop,
     /// The brokers consumed from (the embedded cluster's address in embedded mode).
@@ -266,14 +269,20 @@ impl Service {
     fn new(cfg: Config, engine: Engine) -> Service {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_cluster = Arc::new(AtomicBool::new(false));
+        let stop_flight = Arc::new(AtomicBool::new(false));
         Service {
             brokers: cfg.kafka.brokers.clone().unwrap_or_default(),
             cfg,
             engine: Arc::new(Mutex::new(engine)),
             status: Arc::new(KafkaStatus::default()),
-            _stop_guard: StopOnDrop(vec![stop.clone(), stop_cluster.clone()]),
+            _stop_guard: StopOnDrop(vec![
+                stop.clone(),
+                stop_cluster.clone(),
+                stop_flight.clone(),
+            ]),
             stop,
             stop_cluster,
+            stop_flight,
             embedded_cluster: None,
             live_alerts: None,
             alert_clock: None,
@@ -467,7 +476,7 @@ impl Service {
             .member
             .clone()
             .map(|m| m as Arc<dyn kafka::PartitionOwner>);
-        let clustered = self.member.is_some();
+        let progress = self.member.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         self.consumer_done = Some(done_rx);
         let panic_in_apply = fault_injected("panic-in-apply");
@@ -496,8 +505,7 @@ impl Service {
                         &brokers,
                         status,
                         &stop,
-                        resume,
-                        owner,
+                        kafka::Start { resume, owner },
                         input,
                         |polled: kafka::Polled<'_>| {
                             // Between batches: everything before this one is applied,
@@ -523,8 +531,9 @@ impl Service {
                                 e.set_wall_clock(wall_clock_ms());
                                 let late = e.apply_view(polled.batch.clone()).rejected_rows;
                                 e.record_positions(polled.positions.iter().copied());
-                                if clustered {
+                                if let Some(m) = &progress {
                                     note_partitions(&mut e, &polled);
+                                    m.progress(&e);
                                 }
                                 late
                             };
@@ -601,7 +610,34 @@ impl Service {
             &home,
             self.cfg.checkpoint.keep,
         ));
-        tracing::info!(member = %member_id, store = %status.store_url, "Joining the cluster.");
+        // The Flight endpoint where the scans of this member's servers run.
+        let flight = tokio::net::TcpListener::bind(SocketAddr::new(http.ip(), 0))
+            .await
+            .with_context(|| format!("cannot listen for the cluster's queries on {}", http.ip()))?;
+        let flight_url = format!(
+            "http://{host}:{}",
+            flight.local_addr().context("no local address")?.port()
+        );
+        *status.flight.lock().expect("not poisoned") = flight_url.clone();
+        let worker = datafusion_distributed::Worker::from_session_builder(
+            crate::cluster::query::MemberWorkerSession(Arc::new(member.local())),
+        );
+        let stopping = self.stop_flight.clone();
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(flight);
+            let served = tonic::transport::Server::builder()
+                .add_service(worker.into_worker_server())
+                .serve_with_incoming_shutdown(incoming, async move {
+                    while !stopping.load(Ordering::Relaxed) {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "The cluster's query endpoint stopped.");
+            }
+        });
+        tracing::info!(member = %member_id, store = %status.store_url, flight = %flight_url, "Joining the cluster.");
         let (m, stop) = (member.clone(), self.stop.clone());
         self.heartbeat = Some(
             std::thread::Builder::new()
@@ -667,10 +703,18 @@ impl Service {
     ) -> anyhow::Result<()> {
         let http = listener.local_addr().context("no local address")?;
         let cfg = &self.cfg.http;
-        let queries = Arc::new(
+        let mut runner =
             crate::sql::QueryRunner::new(super::query_limits(cfg), self.cfg.archive.clone())
-                .context("cannot start the query threads")?,
-        );
+                .context("cannot start the query threads")?;
+        if let Some(m) = &self.member {
+            // Any member answers for the whole cluster.
+            runner = runner.with_remote_tables(Arc::new(crate::cluster::ClusterTables::new(
+                m.store().clone(),
+                self.status.clone(),
+                std::time::Duration::from_millis(self.cfg.cluster.query_wait_ms as u64),
+            )));
+        }
+        let queries = Arc::new(runner);
         // The PostgreSQL side stops when HTTP does: `pg_stop` is dropped then.
         let (pg_stop, pg_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some((pg_listener, flavor)) = pg {
@@ -744,6 +788,7 @@ impl Service {
         if let Some(m) = self.member.clone() {
             let _ = tokio::task::spawn_blocking(move || m.withdraw()).await;
         }
+        self.stop_flight.store(true, Ordering::Relaxed);
         for t in [
             self.archiver.take(),
             self.alert_clock.take(),

@@ -13,6 +13,7 @@
 //! from its earliest retained offset, never from the group's committed offset (whose state may
 //! have died with its owner).
 
+pub mod query;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,9 @@ pub struct Owned {
     pub restore_bytes: u64,
     /// The offset reading started at (None: the earliest retained).
     pub started_at: Option<i64>,
+    /// Until it is `restored`: the offset its previous owner had applied up to (as it last
+    /// published), which this member must reach before its answers are whole.
+    pub catching_up_to: Option<i64>,
 }
 
 /// Counts and the partitions owned, for `/readyz`, `/metrics` and the member's entry.
@@ -53,6 +57,8 @@ pub struct ClusterStatus {
     pub member: String,
     /// Where state is kept.
     pub store_url: String,
+    /// This member's Flight endpoint, once it listens.
+    pub flight: Mutex<String>,
     /// Partitions owned now.
     pub owned: Mutex<BTreeMap<(String, i32), Owned>>,
     /// Partitions restored from a checkpoint.
@@ -102,15 +108,23 @@ impl ClusterStatus {
 pub struct MemberEntry {
     /// The member's id, its advertised HTTP address `host:port`.
     pub member: String,
+    /// Its Flight endpoint (`http://host:port`), where scans of its servers run.
+    pub flight: String,
     /// When the entry was written, Unix ms.
     pub updated_ms: u64,
-    /// Partitions owned and restored, as (topic, partition).
-    pub restored: Vec<(String, i32)>,
+    /// Partitions owned and restored: (topic, partition, since when, Unix ms).
+    pub restored: Vec<(String, i32, u64)>,
     /// Partitions owned and still being restored.
     pub restoring: Vec<(String, i32)>,
+    /// The servers of each owned partition (named when a query waits for them).
+    pub servers: Vec<((String, i32), Vec<String>)>,
+    /// The newest event time of this member's servers.
+    pub now_ms: Option<i64>,
+    /// The next offset to read of each owned partition, as applied.
+    pub positions: Vec<(String, i32, i64)>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -125,6 +139,8 @@ pub struct Member {
     /// The first topic's partition 0: its owner evaluates SQL rules and keeps their records.
     home: PartitionKey,
     keep: usize,
+    /// Some owned partition is still catching up (see [`Member::progress`]).
+    catching_up: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -144,6 +160,22 @@ impl Member {
             cfg,
             home: (home_topic.into(), 0),
             keep,
+            catching_up: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<StateStore> {
+        &self.store
+    }
+
+    /// This member's engine, for the scans routed to it.
+    pub fn local(&self) -> query::LocalMember {
+        query::LocalMember {
+            id: self.status.member.clone(),
+            engine: self.engine.clone(),
+            status: self.status.clone(),
+            home: self.home.clone(),
         }
     }
 
@@ -159,24 +191,91 @@ impl Member {
     /// Writes this member's entry to the store.
     pub fn publish(&self) {
         let owned = self.status.owned();
+        let (servers, now, positions) = {
+            let e = self.engine.lock().expect("engine lock");
+            let servers = owned
+                .iter()
+                .map(|o| {
+                    let k: PartitionKey = (o.topic.as_str().into(), o.partition);
+                    let names = e.servers_of(&k).iter().map(|n| n.to_string()).collect();
+                    ((o.topic.clone(), o.partition), names)
+                })
+                .collect();
+            let positions = e
+                .positions()
+                .into_iter()
+                .filter(|(t, p, _)| owned.iter().any(|o| o.topic == *t && o.partition == *p))
+                .collect::<Vec<_>>();
+            (servers, e.now_ms(), positions)
+        };
         let entry = MemberEntry {
             member: self.status.member.clone(),
+            flight: self.status.flight.lock().expect("not poisoned").clone(),
             updated_ms: now_ms(),
             restored: owned
                 .iter()
                 .filter(|o| o.restored)
-                .map(|o| (o.topic.clone(), o.partition))
+                .map(|o| (o.topic.clone(), o.partition, o.since_ms))
                 .collect(),
             restoring: owned
                 .iter()
                 .filter(|o| !o.restored)
                 .map(|o| (o.topic.clone(), o.partition))
                 .collect(),
+            servers,
+            now_ms: now,
+            positions,
         };
         let json = serde_json::to_vec(&entry).expect("plain data");
         if let Err(e) = self.store.put_member(&self.status.member, json) {
             tracing::debug!(error = %e, "Could not publish this member's entry.");
         }
+    }
+
+    /// After a batch is applied (`e` is the engine, locked): partitions that were catching up
+    /// and have reached their previous owner's position are restored now.
+    pub fn progress(&self, e: &Engine) {
+        if !self.catching_up.load(Relaxed) {
+            return;
+        }
+        let positions = e.positions();
+        let mut owned = self.status.owned.lock().expect("not poisoned");
+        let mut still = false;
+        for o in owned.values_mut().filter(|o| !o.restored) {
+            let Some(target) = o.catching_up_to else {
+                continue;
+            };
+            let at = positions
+                .iter()
+                .find(|(t, p, _)| *t == o.topic && *p == o.partition)
+                .map(|(_, _, n)| *n);
+            if at.is_some_and(|n| n >= target) {
+                o.restored = true;
+                o.catching_up_to = None;
+                tracing::info!(topic = %o.topic, partition = o.partition, offset = target, "Caught up with the partition's previous owner.");
+            } else {
+                still = true;
+            }
+        }
+        self.catching_up.store(still, Relaxed);
+    }
+
+    /// The furthest position any other member published for each partition.
+    fn previous_positions(&self) -> BTreeMap<(String, i32), i64> {
+        let mut out = BTreeMap::new();
+        for entry in self.store.members_blocking().unwrap_or_default() {
+            let Ok(e) = serde_json::from_slice::<MemberEntry>(&entry) else {
+                continue;
+            };
+            if e.member == self.status.member {
+                continue;
+            }
+            for (t, p, n) in e.positions {
+                let v = out.entry((t, p)).or_insert(n);
+                *v = (*v).max(n);
+            }
+        }
+        out
     }
 
     /// Removes this member's entry (a clean stop: its partitions are handed over).
@@ -234,6 +333,92 @@ impl Member {
     }
 }
 
+/// The cluster's tables for [`crate::sql::QueryRunner`]: each query is placed on the members
+/// (see [`query::place`]).
+pub struct ClusterTables {
+    /// Where the members' entries are.
+    pub store: Arc<StateStore>,
+    /// This member's consumer: how many partitions each topic has.
+    pub kafka: Arc<crate::ingest::kafka::KafkaStatus>,
+    /// How long a query waits for partitions in transit.
+    pub wait: std::time::Duration,
+    /// Members whose Flight endpoint refused a query lately (a member killed with -9 keeps its
+    /// entry until it goes stale): their partitions count as in transit meanwhile.
+    pub unreachable: Mutex<BTreeMap<String, Instant>>,
+    /// The members of the last placement, to recognise them in errors.
+    pub placed: Mutex<Vec<String>>,
+}
+
+impl ClusterTables {
+    /// Tables over the members found in `store`.
+    pub fn new(
+        store: Arc<StateStore>,
+        kafka: Arc<crate::ingest::kafka::KafkaStatus>,
+        wait: std::time::Duration,
+    ) -> ClusterTables {
+        ClusterTables {
+            store,
+            kafka,
+            wait,
+            unreachable: Mutex::new(BTreeMap::new()),
+            placed: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// How long a member whose endpoint refused a query is left out of placements.
+const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+
+#[async_trait::async_trait]
+impl crate::sql::RemoteTables for ClusterTables {
+    async fn context(
+        &self,
+        config: datafusion::prelude::SessionConfig,
+        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    ) -> Result<datafusion::prelude::SessionContext, crate::sql::SqlError> {
+        let counts = self
+            .kafka
+            .partition_counts
+            .lock()
+            .expect("not poisoned")
+            .clone();
+        let unreachable: Vec<String> = {
+            let mut u = self.unreachable.lock().expect("not poisoned");
+            u.retain(|_, since| since.elapsed() < UNREACHABLE_FOR);
+            u.keys().cloned().collect()
+        };
+        let placement = query::place(&self.store, &counts, &unreachable, self.wait).await?;
+        *self.placed.lock().expect("not poisoned") =
+            placement.tasks.iter().map(|t| t.flight.clone()).collect();
+        query::cluster_context(placement, config, runtime)
+    }
+
+    fn retry(&self, e: &crate::sql::SqlError) -> bool {
+        let text = e.to_string();
+        if text.contains(query::MOVED) {
+            return true;
+        }
+        // A member that does not answer: place the query without it.
+        let placed = self.placed.lock().expect("not poisoned").clone();
+        for flight in placed {
+            let addr = flight.trim_start_matches("http://");
+            if text.contains(addr) && (text.contains("connect") || text.contains("unavailable")) {
+                tracing::warn!(member = %flight, "A member's query endpoint does not answer; placing the query without it.");
+                self.unreachable
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(flight, Instant::now());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn patience(&self) -> std::time::Duration {
+        self.wait
+    }
+}
+
 fn next_offset(e: &Engine, k: &PartitionKey) -> Option<i64> {
     e.positions()
         .into_iter()
@@ -246,17 +431,19 @@ impl PartitionOwner for Member {
         for (topic, partition) in partitions {
             let k: PartitionKey = (topic.as_str().into(), *partition);
             let home = k == self.home;
+            // Disowned first: a scan checks ownership under the engine lock, so it either
+            // reads the partition whole or is told it moved; never half of it.
+            self.status
+                .owned
+                .lock()
+                .expect("not poisoned")
+                .remove(&(topic.clone(), *partition));
             let captured = {
                 let mut e = self.engine.lock().expect("engine lock");
                 let captured = next_offset(&e, &k).map(|next| (next, e.partition_parts(&k, home)));
                 e.remove_partition(&k, home);
                 captured
             };
-            self.status
-                .owned
-                .lock()
-                .expect("not poisoned")
-                .remove(&(topic.clone(), *partition));
             self.status.revoked.fetch_add(1, Relaxed);
             if let Some((next, parts)) = captured {
                 self.write(vec![(k, next, parts)]);
@@ -284,11 +471,13 @@ impl PartitionOwner for Member {
                         restore_ms: 0,
                         restore_bytes: 0,
                         started_at: None,
+                        catching_up_to: None,
                     },
                 );
             }
         }
         self.publish();
+        let previous = self.previous_positions();
         let mut offsets = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
             let k: PartitionKey = (topic.as_str().into(), *partition);
@@ -332,10 +521,20 @@ impl PartitionOwner for Member {
                 .expect("not poisoned")
                 .get_mut(&(topic.clone(), *partition))
             {
-                o.restored = true;
+                // Whole once it has applied what the previous owner had (a member killed
+                // with -9 got further than its last checkpoint).
+                let target = previous
+                    .get(&(topic.clone(), *partition))
+                    .copied()
+                    .filter(|t| *t > start.unwrap_or(0));
+                o.restored = target.is_none();
+                o.catching_up_to = target;
                 o.restore_ms = ms;
                 o.restore_bytes = bytes;
                 o.started_at = start;
+                if target.is_some() {
+                    self.catching_up.store(true, Relaxed);
+                }
             }
             offsets.push(start);
         }

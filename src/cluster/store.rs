@@ -238,6 +238,11 @@ impl StateStore {
             .join(format!("{safe}.json"))
     }
 
+    /// Every member's entry, as written (for callers on plain threads).
+    pub fn members_blocking(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.rt.block_on(self.members())
+    }
+
     /// Every member's entry, as written (for callers on a runtime already).
     pub async fn members(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         let dir = self.root.clone().join("members");

@@ -6,7 +6,7 @@
 
 pub mod archive;
 pub mod bounded;
-mod bounds;
+pub mod bounds;
 pub mod nesting;
 pub mod postgres;
 pub mod tables;
@@ -255,7 +255,8 @@ fn register_tables(
     }
 }
 
-fn register_functions(ctx: &SessionContext) {
+/// Registers the hdr and bounded functions in `ctx`.
+pub fn register_functions(ctx: &SessionContext) {
     for f in udf::scalar_functions()
         .into_iter()
         .chain(bounded::scalar_functions())
@@ -381,6 +382,23 @@ impl<'a> Request<'a> {
     }
 }
 
+/// Where a query's tables come from when they are not this process's snapshot: the members of
+/// a cluster (see `cluster::query`), whose scans run where the rows are.
+#[async_trait::async_trait]
+pub trait RemoteTables: Send + Sync {
+    /// A context whose tables are the remote ones, for one query.
+    async fn context(
+        &self,
+        config: SessionConfig,
+        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    ) -> Result<SessionContext, SqlError>;
+    /// True for an error after which the query is placed and run again (its rows moved while
+    /// it was planned), as long as `patience` allows.
+    fn retry(&self, e: &SqlError) -> bool;
+    /// How long a query may keep trying.
+    fn patience(&self) -> std::time::Duration;
+}
+
 /// How many requests may wait for each query slot before more are refused at once.
 pub const QUEUED_PER_SLOT: usize = 4;
 
@@ -396,9 +414,17 @@ pub struct QueryRunner {
     running: Arc<tokio::sync::Semaphore>,
     partitions: usize,
     archive: Option<std::path::PathBuf>,
+    remote: Option<Arc<dyn RemoteTables>>,
 }
 
 impl QueryRunner {
+    /// Queries (but those of PostgreSQL's catalogue) read `remote`'s tables instead of the
+    /// snapshot they are given: a cluster member answers for the whole cluster.
+    pub fn with_remote_tables(mut self, remote: Arc<dyn RemoteTables>) -> QueryRunner {
+        self.remote = Some(remote);
+        self
+    }
+
     /// Starts the query threads: one per core but one, at least one. With `archive`, the
     /// tables span it.
     pub fn new(
@@ -412,7 +438,8 @@ impl QueryRunner {
             .worker_threads(threads)
             .thread_name("gatewatch-sql")
             .thread_stack_size(nesting::STACK_BYTES)
-            .enable_time()
+            // I/O too: a cluster member's queries talk to the other members.
+            .enable_all()
             .on_thread_start(lower_priority)
             .build()?;
         let slots = limits.max_concurrent.max(1);
@@ -423,6 +450,7 @@ impl QueryRunner {
             limits,
             partitions: threads,
             archive,
+            remote: None,
         })
     }
 
@@ -485,6 +513,7 @@ impl QueryRunner {
             .map_err(|_| busy())?;
         let partitions = self.partitions;
         let archive = self.archive.clone();
+        let remote = self.remote.clone();
         let sql = request.sql.to_string();
         let (params, flavor) = (request.params, request.postgres);
         let task = self
@@ -502,15 +531,38 @@ impl QueryRunner {
                             ),
                     )
                     .build_arc()?;
-                let ctx = match flavor {
-                    Some(pg) => pg.context(snapshot, runtime, partitions, archive.as_deref()),
-                    None => context_with(
-                        snapshot,
-                        SessionContext::new_with_config_rt(session_config(partitions), runtime),
-                        archive.as_deref(),
-                    ),
+                let start = std::time::Instant::now();
+                let run = async {
+                    loop {
+                        let ctx = match (&remote, &flavor) {
+                            (_, Some(pg)) => {
+                                pg.context(snapshot.clone(), runtime.clone(), partitions, archive.as_deref())
+                            }
+                            (Some(r), None) => {
+                                r.context(session_config(partitions), runtime.clone()).await?
+                            }
+                            (None, None) => context_with(
+                                snapshot.clone(),
+                                SessionContext::new_with_config_rt(
+                                    session_config(partitions),
+                                    runtime.clone(),
+                                ),
+                                archive.as_deref(),
+                            ),
+                        };
+                        match collect_limited(&ctx, &sql, params.clone(), limits).await {
+                            Err(e)
+                                if remote.as_ref().is_some_and(|r| {
+                                    r.retry(&e) && start.elapsed() < r.patience()
+                                }) =>
+                            {
+                                tracing::debug!(error = %e, "Rows moved while the query ran; placing it again.");
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            }
+                            r => return r,
+                        }
+                    }
                 };
-                let run = collect_limited(&ctx, &sql, params, limits);
                 match tokio::time::timeout(limits.timeout, run).await {
                     Ok(r) => r,
                     Err(_) => Err(SqlError::Timeout(limits.timeout.as_secs().max(1))),

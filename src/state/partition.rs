@@ -16,7 +16,7 @@ use rustc_hash::FxHashSet;
 
 use super::encode::EngineParts;
 use super::engine::Server;
-use super::{Counters, Engine};
+use super::{Counters, Engine, Snapshot};
 use crate::event::ChunkView;
 
 /// An input partition: (topic, partition).
@@ -177,6 +177,23 @@ impl Engine {
         absorbed
     }
 
+    /// The servers of `partitions`; with `home`, also the servers no partition has tagged yet
+    /// (configured servers without events), so that exactly one member lists them.
+    pub fn servers_of_partitions(
+        &self,
+        partitions: &[PartitionKey],
+        home: bool,
+    ) -> FxHashSet<Arc<str>> {
+        self.servers
+            .iter()
+            .filter(|s| match &s.partition {
+                Some(p) => partitions.contains(p),
+                None => home,
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     fn names_of(&self, p: &PartitionKey) -> FxHashSet<Arc<str>> {
         self.servers
             .iter()
@@ -194,6 +211,31 @@ impl Engine {
             .collect();
         // The clock keys servers by their index, which just changed.
         self.rebuild_clock();
+    }
+}
+
+impl Snapshot {
+    /// The snapshot of only the servers in `names` (their events and alert records; with
+    /// `home`, also the alert records of no server).
+    pub fn only_servers(mut self, names: &FxHashSet<Arc<str>>, home: bool) -> Snapshot {
+        self.servers.retain(|s| names.contains(&s.name));
+        let keep = |s: &str| names.contains(s);
+        self.events = self
+            .events
+            .iter()
+            .map(|b| super::events::rows_of_servers(b, &keep))
+            .filter(|b| b.num_rows() > 0)
+            .collect();
+        self.alerts = self
+            .alerts
+            .iter()
+            .filter(|a| match &a.server {
+                Some(s) => names.contains(s.as_str()),
+                None => home,
+            })
+            .cloned()
+            .collect();
+        self
     }
 }
 

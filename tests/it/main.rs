@@ -4,6 +4,7 @@ mod alerts;
 mod archive;
 mod checkpoint;
 mod cli;
+mod cluster;
 mod dashboard;
 mod exactness;
 mod faults;

@@ -98,7 +98,12 @@ impl ClientContext for IngestContext {
 
     fn stats(&self, stats: Statistics) {
         let mut lag = BTreeMap::new();
+        let mut counts = BTreeMap::new();
         for (name, topic) in &stats.topics {
+            let n = topic.partitions.keys().filter(|p| **p >= 0).count();
+            if n > 0 {
+                counts.insert(name.clone(), n as i32);
+            }
             for (&partition, p) in &topic.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" queue; -1 lag is unknown.
                 if partition >= 0 && p.desired && p.consumer_lag_stored >= 0 {
@@ -107,6 +112,7 @@ impl ClientContext for IngestContext {
             }
         }
         *self.status.lag.lock().expect("not poisoned") = lag;
+        *self.status.partition_counts.lock().expect("not poisoned") = counts;
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

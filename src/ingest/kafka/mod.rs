@@ -78,6 +78,8 @@ pub struct KafkaStatus {
     /// Messages on the broker not yet applied, per assigned (topic, partition), from
     /// librdkafka's statistics (every 5 s): high watermark minus the stored offset.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Partitions of each subscribed topic, from librdkafka's statistics (every 5 s).
+    pub partition_counts: Mutex<BTreeMap<String, i32>>,
 }
 
 impl KafkaStatus {
@@ -178,6 +180,16 @@ pub trait PartitionOwner: Send + Sync {
     fn assigned(&self, partitions: &[(String, i32)]) -> Vec<Option<i64>>;
 }
 
+/// Where assigned partitions start reading (neither: the group's committed offsets).
+#[derive(Default)]
+pub struct Start {
+    /// The positions a restored checkpoint reflects, taken on each partition's first
+    /// assignment.
+    pub resume: Option<Resume>,
+    /// A cluster member's partition state, restored on every assignment (wins over `resume`).
+    pub owner: Option<Arc<dyn PartitionOwner>>,
+}
+
 /// One decoded batch, as [`consume`] hands it to `apply`.
 pub struct Polled<'a> {
     /// The well-formed events.
@@ -218,8 +230,7 @@ pub fn consume<F>(
     brokers: &str,
     status: Arc<KafkaStatus>,
     stop: &AtomicBool,
-    resume: Option<Resume>,
-    owner: Option<Arc<dyn PartitionOwner>>,
+    start: Start,
     input: InputConfig,
     apply: F,
 ) -> Result<(), KafkaIngestError>
@@ -232,8 +243,8 @@ where
             status: status.clone(),
             brokers: brokers.to_string(),
             in_flight: in_flight.clone(),
-            resume: Mutex::new(resume),
-            owner,
+            resume: Mutex::new(start.resume),
+            owner: start.owner,
             fetch_queue: AtomicPtr::new(std::ptr::null_mut()),
             cooperative: cfg
                 .properties
