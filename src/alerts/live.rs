@@ -24,6 +24,9 @@ pub struct LiveAlerts {
     pub(super) seen: HashMap<Arc<str>, (i64, Instant)>,
     /// When any server's newest event time last changed.
     pub(super) last_change: Instant,
+    /// On a cluster member: whether this member evaluates SQL rules now (it owns the home
+    /// partition); None: a single instance, which always does.
+    pub(super) sql_gate: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl LiveAlerts {
@@ -36,7 +39,14 @@ impl LiveAlerts {
             last_round: None,
             seen: HashMap::new(),
             last_change: Instant::now(),
+            sql_gate: None,
         }
+    }
+
+    /// SQL rules are evaluated only while `gate` is set (a cluster member that owns the home
+    /// partition; docs/cluster.md).
+    pub fn gate_sql_rules(&mut self, gate: Arc<std::sync::atomic::AtomicBool>) {
+        self.sql_gate = Some(gate);
     }
 
     /// Evaluates what is due, if a round is due: copies state under the engine lock, evaluates
@@ -44,6 +54,10 @@ impl LiveAlerts {
     pub fn poll(&mut self, engine: &std::sync::Mutex<Engine>) {
         if self.evaluator.is_empty() {
             return;
+        }
+        if let Some(g) = &self.sql_gate {
+            self.evaluator
+                .set_sql_rules(g.load(std::sync::atomic::Ordering::Relaxed));
         }
         let servers = server_clocks(&engine.lock().expect("engine lock"));
         let now = Instant::now();

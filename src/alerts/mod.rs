@@ -120,6 +120,9 @@ pub struct Evaluator {
     max_lag_ms: i64,
     p99_cache: HashMap<(Arc<str>, usize, i64, i64), Option<f64>>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// SQL rules are evaluated (false on a cluster member that does not own the home
+    /// partition: one member evaluates them).
+    sql_rules: bool,
 }
 
 /// A server's event-time clock, from the engine.
@@ -224,12 +227,18 @@ impl Evaluator {
             max_lag_ms,
             p99_cache: HashMap::new(),
             runtime,
+            sql_rules: true,
         })
     }
 
     /// True when there are no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Turns the evaluation of SQL rules on or off (rules on measures go on either way).
+    pub fn set_sql_rules(&mut self, on: bool) {
+        self.sql_rules = on;
     }
 
     /// The evaluation watermarks: how far each server's data is final. A server is evaluated
@@ -286,6 +295,7 @@ impl Evaluator {
         };
         for r in &self.rules {
             match &r.cfg.source {
+                RuleSource::Sql(_) if !self.sql_rules => {}
                 RuleSource::Sql(_) => {
                     let through = clocks.sql_through();
                     match r.next_tick {
@@ -372,6 +382,9 @@ impl Evaluator {
                     }
                 }
                 RuleSource::Sql(q) => {
+                    if !self.sql_rules {
+                        continue;
+                    }
                     let Some(through) = clocks.sql_through() else {
                         continue;
                     };

@@ -384,6 +384,10 @@ impl Service {
         }
         let sinks = Sinks::new(&self.cfg.alerts, Some((&self.cfg.kafka, &self.brokers)))?;
         let mut live = LiveAlerts::new(evaluator, sinks, self.cfg.alerts.idle_timeout_ms);
+        if let Some(m) = &self.member {
+            // One member evaluates SQL rules: the owner of the home partition.
+            live.gate_sql_rules(m.home_owned());
+        }
         match live.restore_state(restored) {
             Ok(fresh) => {
                 for rule in fresh {

@@ -141,6 +141,8 @@ pub struct Member {
     keep: usize,
     /// Some owned partition is still catching up (see [`Member::progress`]).
     catching_up: std::sync::atomic::AtomicBool,
+    /// This member owns the home partition: it evaluates SQL rules.
+    home_owned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Member {
@@ -161,6 +163,7 @@ impl Member {
             home: (home_topic.into(), 0),
             keep,
             catching_up: std::sync::atomic::AtomicBool::new(false),
+            home_owned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -179,13 +182,20 @@ impl Member {
         }
     }
 
-    /// True when this member owns the home partition (it evaluates SQL rules).
-    pub fn is_home(&self) -> bool {
-        self.status
+    /// Set while this member owns the home partition (the first topic's partition 0): it
+    /// evaluates SQL rules then, and only it.
+    pub fn home_owned(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.home_owned.clone()
+    }
+
+    fn note_home(&self) {
+        let owns = self
+            .status
             .owned
             .lock()
             .expect("not poisoned")
-            .contains_key(&(self.home.0.to_string(), 0))
+            .contains_key(&(self.home.0.to_string(), 0));
+        self.home_owned.store(owns, Relaxed);
     }
 
     /// Writes this member's entry to the store.
@@ -373,8 +383,7 @@ const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(15);
 impl crate::sql::RemoteTables for ClusterTables {
     async fn context(
         &self,
-        config: datafusion::prelude::SessionConfig,
-        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+        base: datafusion::execution::SessionStateBuilder,
     ) -> Result<datafusion::prelude::SessionContext, crate::sql::SqlError> {
         let counts = self
             .kafka
@@ -390,7 +399,7 @@ impl crate::sql::RemoteTables for ClusterTables {
         let placement = query::place(&self.store, &counts, &unreachable, self.wait).await?;
         *self.placed.lock().expect("not poisoned") =
             placement.tasks.iter().map(|t| t.flight.clone()).collect();
-        query::cluster_context(placement, config, runtime)
+        Ok(query::cluster_context(placement, base))
     }
 
     fn retry(&self, e: &crate::sql::SqlError) -> bool {
@@ -454,6 +463,7 @@ impl PartitionOwner for Member {
                 "Handed the partition over: its final state is in the store."
             );
         }
+        self.note_home();
         self.publish();
     }
 
@@ -538,6 +548,7 @@ impl PartitionOwner for Member {
             }
             offsets.push(start);
         }
+        self.note_home();
         self.publish();
         offsets
     }

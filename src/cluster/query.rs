@@ -33,7 +33,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion_distributed::{
     DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt, DistributedTaskContext,
     RouteTasksEvent, RouteTasksEventResponse, ScaleUpLeafNodeEvent, ScaleUpLeafNodeEventResponse,
@@ -637,25 +637,21 @@ impl WorkerResolver for PlacedWorkers {
     }
 }
 
-/// A context whose six tables are the whole cluster's, as `placement` places them.
-pub fn cluster_context(
-    placement: Placement,
-    config: SessionConfig,
-    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
-) -> Result<SessionContext, SqlError> {
+/// A context of `base`'s session whose six tables are the whole cluster's, as `placement`
+/// places them.
+pub fn cluster_context(placement: Placement, mut base: SessionStateBuilder) -> SessionContext {
     let urls: Vec<Url> = placement
         .tasks
         .iter()
-        .map(|t| Url::parse(&t.flight))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| SqlError::Query(format!("a member's Flight address: {e}"), None))?;
+        .filter_map(|t| Url::parse(&t.flight).ok())
+        .collect();
     // Two partitions at least: with one, DataFusion plans an aggregation as a single step over
     // the scan, and there is no partial step to run on the members.
-    let partitions = config.target_partitions().max(2);
-    let state = SessionStateBuilder::new()
-        .with_config(config.with_target_partitions(partitions))
-        .with_runtime_env(runtime)
-        .with_default_features()
+    if let Some(config) = base.config().as_mut() {
+        let partitions = config.target_partitions().max(2);
+        *config = config.clone().with_target_partitions(partitions);
+    }
+    let state = base
         .with_distributed_worker_resolver(PlacedWorkers(urls))
         .with_distributed_planner()
         .with_distributed_user_codec(MemberScanCodec)
@@ -676,7 +672,7 @@ pub fn cluster_context(
         .expect("fresh context has no tables");
     }
     crate::sql::register_functions(&ctx);
-    Ok(ctx)
+    ctx
 }
 
 /// The worker side: each task routed to this member runs in a session with gatewatch's
@@ -707,3 +703,6 @@ impl WorkerSessionBuilder for MemberWorkerSession {
         Ok(state)
     }
 }
+
+#[cfg(test)]
+mod tests;

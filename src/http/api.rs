@@ -238,7 +238,7 @@ pub(super) async fn servers_handler(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let snapshot = state.live_snapshot().await?;
-    let result = sql::query_snapshot(snapshot, "SELECT * FROM servers ORDER BY server").await?;
+    let result = servers_table(&state, snapshot).await?;
     encode(&result, wants(&headers))
 }
 
@@ -296,16 +296,21 @@ fn json_response(v: &serde_json::Value) -> Response {
 /// the alerts firing now.
 pub(super) async fn live_view(state: &Arc<ServiceState>) -> Result<serde_json::Value, ApiError> {
     let snap = state.live_snapshot().await?;
-    let result = sql::query_snapshot(snap.clone(), "SELECT * FROM servers ORDER BY server").await?;
-    let mut rows = Vec::new();
-    write_result(&result, Format::Json, &mut rows)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let servers: serde_json::Value =
-        serde_json::from_slice(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let firing: Vec<serde_json::Value> = firing_now(&snap.alerts)
-        .into_iter()
-        .map(record_json)
-        .collect();
+    let result = servers_table(state, snap.clone()).await?;
+    let servers = json_rows(&result)?;
+    let firing: Vec<serde_json::Value> = if state.cluster.is_some() {
+        // Every member's alerts: the newest transition of each instance, where it fires.
+        let firing = state.queries.run(snap.clone(), CLUSTER_FIRING).await?;
+        match json_rows(&firing)? {
+            serde_json::Value::Array(rows) => rows,
+            _ => Vec::new(),
+        }
+    } else {
+        firing_now(&snap.alerts)
+            .into_iter()
+            .map(record_json)
+            .collect()
+    };
     let k = &state.kafka;
     let lag: i64 = k.lag.lock().expect("not poisoned").values().sum();
     Ok(serde_json::json!({
@@ -322,6 +327,29 @@ pub(super) async fn live_view(state: &Arc<ServiceState>) -> Result<serde_json::V
         },
         "alerts": firing,
     }))
+}
+
+/// The alert instances firing now in a cluster: each instance's newest transition, where it
+/// is `firing`.
+const CLUSTER_FIRING: &str = "SELECT ts, rule, key, server, state, severity, value, threshold, since, labels, id FROM (SELECT *, row_number() OVER (PARTITION BY rule, key ORDER BY ts DESC) AS newest FROM alerts) WHERE newest = 1 AND state = 'firing' ORDER BY rule, key";
+
+/// The `servers` table: this process's, or on a cluster member every member's.
+async fn servers_table(
+    state: &Arc<ServiceState>,
+    snapshot: Arc<crate::state::Snapshot>,
+) -> Result<QueryResult, ApiError> {
+    const SERVERS: &str = "SELECT * FROM servers ORDER BY server";
+    Ok(if state.cluster.is_some() {
+        state.queries.run(snapshot, SERVERS).await?
+    } else {
+        sql::query_snapshot(snapshot, SERVERS).await?
+    })
+}
+
+fn json_rows(result: &QueryResult) -> Result<serde_json::Value, ApiError> {
+    let mut rows = Vec::new();
+    write_result(result, Format::Json, &mut rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+    serde_json::from_slice(&rows).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// `GET /api/live`: the dashboard's live object, once.

@@ -386,11 +386,11 @@ impl<'a> Request<'a> {
 /// a cluster (see `cluster::query`), whose scans run where the rows are.
 #[async_trait::async_trait]
 pub trait RemoteTables: Send + Sync {
-    /// A context whose tables are the remote ones, for one query.
+    /// A context of `base`'s session (its configuration, functions and catalogue) whose
+    /// gatewatch tables are the remote ones, for one query.
     async fn context(
         &self,
-        config: SessionConfig,
-        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+        base: datafusion::execution::SessionStateBuilder,
     ) -> Result<SessionContext, SqlError>;
     /// True for an error after which the query is placed and run again (its rows moved while
     /// it was planned), as long as `patience` allows.
@@ -535,11 +535,20 @@ impl QueryRunner {
                 let run = async {
                     loop {
                         let ctx = match (&remote, &flavor) {
-                            (_, Some(pg)) => {
+                            (Some(r), Some(pg)) => {
+                                r.context(pg.state(runtime.clone(), partitions)).await?
+                            }
+                            (None, Some(pg)) => {
                                 pg.context(snapshot.clone(), runtime.clone(), partitions, archive.as_deref())
                             }
                             (Some(r), None) => {
-                                r.context(session_config(partitions), runtime.clone()).await?
+                                r.context(
+                                    datafusion::execution::SessionStateBuilder::new()
+                                        .with_config(session_config(partitions))
+                                        .with_runtime_env(runtime.clone())
+                                        .with_default_features(),
+                                )
+                                .await?
                             }
                             (None, None) => context_with(
                                 snapshot.clone(),

@@ -237,6 +237,14 @@ impl PgFlavor {
         partitions: usize,
         archive: Option<&Path>,
     ) -> SessionContext {
+        let ctx = SessionContext::new_with_state(self.state(runtime, partitions).build());
+        register_tables(&ctx, snapshot, archive);
+        ctx
+    }
+
+    /// A session of PostgreSQL's flavour with its catalogue and no gatewatch tables yet (a
+    /// cluster member registers the whole cluster's).
+    pub fn state(&self, runtime: Arc<RuntimeEnv>, partitions: usize) -> SessionStateBuilder {
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog
@@ -250,14 +258,10 @@ impl PgFlavor {
             .expect("a new catalog takes a schema");
         catalogs.register_catalog(DATABASE.into(), catalog);
         // The catalogue list is made here: a default one from the config would replace it.
-        let state = SessionStateBuilder::new_from_existing(self.template.clone())
+        SessionStateBuilder::new_from_existing(self.template.clone())
             .with_config(pg_config(partitions).with_create_default_catalog_and_schema(false))
             .with_catalog_list(catalogs)
             .with_runtime_env(runtime)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        register_tables(&ctx, snapshot, archive);
-        ctx
     }
 
     /// Plans `sql` (one statement, already rewritten) over the template without running it:

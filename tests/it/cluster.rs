@@ -236,7 +236,20 @@ fn three_members_then_a_kill_9_and_a_fourth_answer_as_one_replay() {
         });
         (t, stop)
     };
-    let (_m5, u5) = member(&config);
+    // The fifth also answers PostgreSQL's clients, for the whole cluster.
+    let (_m5, u5, said) = start_run_saying(&[
+        "--config",
+        &config,
+        "--http",
+        "127.0.0.1:0",
+        "--pg",
+        "127.0.0.1:0",
+    ]);
+    let pg = said
+        .iter()
+        .find_map(|l| l.split("PostgreSQL at ").nth(1)?.split_whitespace().next())
+        .expect("the member says where PostgreSQL listens")
+        .to_string();
     wait_until(
         Duration::from_secs(60),
         "the fifth member to get partitions",
@@ -258,6 +271,43 @@ fn three_members_then_a_kill_9_and_a_fourth_answer_as_one_replay() {
     for (q, want) in QUESTIONS.iter().zip(&reference) {
         assert_eq!(&csv(&u5, q).unwrap(), want, "after the moves: {q}");
     }
+    let (host, port) = pg.rsplit_once(':').unwrap();
+    let psql = std::process::Command::new(crate::postgres::client("PSQL"))
+        .args([
+            "-X",
+            "-w",
+            "-At",
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            "gatewatch",
+            "-d",
+            "gatewatch",
+        ])
+        .args(["-c", "SELECT count(*) FROM events"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&psql.stdout).trim(),
+        expected_events.to_string(),
+        "psql: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    // The dashboard of any member shows every server.
+    let (_, servers) = get(&u1, "/api/servers").unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&servers).unwrap();
+    let want = reference[1].lines().count() - 1;
+    assert_eq!(listed.as_array().map(Vec::len), Some(want), "{servers}");
+    let (_, live) = get(&u4, "/api/live").unwrap();
+    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(
+        live["servers"].as_array().map(Vec::len),
+        Some(want),
+        "{live}"
+    );
 
     let (_, metrics) = get(&u4, "/metrics").unwrap();
     promtool_check_metrics(&metrics).unwrap();

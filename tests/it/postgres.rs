@@ -45,7 +45,7 @@ fn clients() -> &'static HashMap<String, String> {
     })
 }
 
-fn client(key: &str) -> &'static str {
+pub(crate) fn client(key: &str) -> &'static str {
     clients()
         .get(key)
         .unwrap_or_else(|| panic!("clients.sh printed no {key}"))
