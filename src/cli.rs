@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// (docs/cluster.md). Default: cluster.state_store, else a single instance.
     #[arg(long, value_name = "URL")]
     pub state_store: Option<String>,
+    /// In a cluster: the host name or IP other members reach this one at (its HTTP port, and
+    /// the Flight port it publishes). Default: cluster.advertise, else the HTTP bind IP.
+    #[arg(long, value_name = "HOST")]
+    pub advertise: Option<String>,
     /// Archive sealed hours of events, concurrency and latency as Parquet here; SQL then spans
     /// memory and archive. Default: archive.dir, else none.
     #[arg(long, value_name = "DIR")]

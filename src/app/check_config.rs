@@ -84,7 +84,24 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
         ),
         None => println!("  postgresql: off"),
     }
+    match &cfg.cluster.state_store {
+        Some(url) => println!(
+            "  cluster: state store {}, a checkpoint of each partition every {}, keep {}; reached at {}; queries wait {} for partitions in transit",
+            url.0,
+            human_ms(cfg.checkpoint.interval_ms),
+            cfg.checkpoint.keep,
+            cfg.cluster
+                .advertise
+                .as_deref()
+                .unwrap_or("the HTTP bind address"),
+            human_ms(cfg.cluster.query_wait_ms)
+        ),
+        None => println!("  cluster: no (a single instance)"),
+    }
     match &cfg.checkpoint.dir {
+        Some(_) if cfg.cluster.state_store.is_some() => {
+            println!("  checkpoints: checkpoint.dir is not used in a cluster (the state store is)")
+        }
         Some(d) => println!(
             "  checkpoints: {} every {}, keep {}",
             d.display(),

@@ -44,6 +44,8 @@ pub struct Started {
     pub embedded: bool,
     /// The checkpoint the state was restored from, and the events it held.
     pub resumed_from: Option<(std::path::PathBuf, u64)>,
+    /// In a cluster: this member's id and the state store.
+    pub cluster: Option<(String, String)>,
 }
 
 /// Applies `gatewatch run` flags over the config file: flags win.
@@ -89,6 +91,10 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Config> {
         cfg.cluster.state_store = Some(
             config::StateStoreUrl::parse(u).map_err(|m| anyhow::anyhow!("--state-store: {m}"))?,
         );
+    }
+    if let Some(h) = &args.advertise {
+        config::check_advertise(h).map_err(|m| anyhow::anyhow!("--advertise: {m}"))?;
+        cfg.cluster.advertise = Some(h.clone());
     }
     if cfg.cluster.state_store.is_some() {
         if cfg.kafka.brokers.is_none() {
@@ -146,6 +152,10 @@ pub async fn serve(
         brokers: service.brokers.clone(),
         embedded: service.cfg.kafka.brokers.is_none(),
         resumed_from: restored.from,
+        cluster: service
+            .cluster_status
+            .as_ref()
+            .map(|c| (c.member.clone(), c.store_url.clone())),
     });
     let served = service.serve_http(listener, pg, shutdown).await;
     service.stop().await?;
@@ -960,6 +970,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             say(format!(
                 "gatewatch: resumed from checkpoint {} ({events} events accepted before it)",
                 path.display()
+            ));
+        }
+        if let Some((member, store)) = &s.cluster {
+            say(format!(
+                "gatewatch: cluster member {member}, partitions' state in {store} (SQL here answers for every member)"
             ));
         }
         if let Some(pg) = s.pg {

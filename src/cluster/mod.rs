@@ -3,10 +3,12 @@
 //! can move (docs/cluster.md).
 //!
 //! Owns: what happens to a partition's state when Kafka moves it (final checkpoint on revoke,
-//! restore and seek on assign), the periodic per-partition checkpoints, this member's entry in
-//! the store (its address and partitions, which other members read to find it), and the
-//! ownership status `/readyz` and `/metrics` report. Must not touch: the consumer (Kafka calls
-//! in through [`PartitionOwner`]), SQL.
+//! restore and seek on assign, catching up with the previous owner), the periodic
+//! per-partition checkpoints, this member's entry in the store (its address and partitions,
+//! which other members read to find it), the ownership status `/readyz` and `/metrics` report,
+//! and (in `query`) one SQL answer from all members. Must not touch: the consumer's loop (Kafka
+//! calls in through [`PartitionOwner`]), the tables' rows (a member's scan reads its snapshot
+//! through `sql::tables`).
 //!
 //! Kafka's group protocol decides who owns what and notices a member that died; the store is
 //! only where state waits between owners. A partition with no checkpoint in the store is read

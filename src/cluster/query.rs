@@ -425,7 +425,7 @@ pub struct LocalMember {
     pub engine: Arc<Mutex<Engine>>,
     /// Its partitions.
     pub status: Arc<ClusterStatus>,
-    /// The first topic's partition 0 (its owner lists servers of no partition).
+    /// The first topic's partition 0 (its owner lists the alert records of no server).
     pub home: PartitionKey,
 }
 
@@ -454,7 +454,7 @@ impl LocalMember {
                     }
                 }
             }
-            (e.snapshot(), e.servers_of_partitions(&keys, home))
+            (e.snapshot(), e.servers_of_partitions(&keys))
         };
         let mut snapshot = snapshot.only_servers(&names, home);
         snapshot.now_ms = snapshot.now_ms.max(now);

@@ -62,8 +62,8 @@ mod tests;
 
 use parse::*;
 pub use parse::{
-    parse_bind, parse_duration_ms, parse_pg_bind, parse_size, validate_brokers, validate_topic,
-    validate_topics,
+    check_advertise, parse_bind, parse_duration_ms, parse_pg_bind, parse_size, validate_brokers,
+    validate_topic, validate_topics,
 };
 use raw::*;
 

@@ -29,6 +29,14 @@ pub(super) fn parse_checkpoint(raw: RawCheckpoint) -> Result<CheckpointConfig, S
     Ok(c)
 }
 
+/// Checks a host other members reach this one at.
+pub fn check_advertise(a: &str) -> Result<(), String> {
+    if a.trim().is_empty() || a.contains([':', '/', ' ']) {
+        return Err(format!("{a:?} must be a host name or IP that other members reach this one at, like \"10.0.0.7\" (no port: the HTTP port is used)"));
+    }
+    Ok(())
+}
+
 pub(super) fn parse_cluster(raw: RawCluster) -> Result<ClusterConfig, String> {
     let mut c = ClusterConfig::default();
     if let Some(u) = raw.state_store {
@@ -36,9 +44,7 @@ pub(super) fn parse_cluster(raw: RawCluster) -> Result<ClusterConfig, String> {
             Some(StateStoreUrl::parse(&u).map_err(|m| format!("cluster.state_store: {m}"))?);
     }
     if let Some(a) = raw.advertise {
-        if a.trim().is_empty() || a.contains([':', '/', ' ']) {
-            return Err(format!("cluster.advertise = {a:?} must be a host name or IP that other members reach this one at, like \"10.0.0.7\" (no port: the HTTP port is used)"));
-        }
+        check_advertise(&a).map_err(|m| format!("cluster.advertise: {m}"))?;
         c.advertise = Some(a);
     }
     if let Some(w) = raw.query_wait {

@@ -214,3 +214,41 @@ fn topic_formats_and_syslog_time() {
         assert!(e.contains(says), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn cluster_section_and_its_shipped_examples() {
+    assert_eq!(Config::default().cluster.state_store, None);
+    let c = Config::parse(
+        "[cluster]\nstate_store = \"s3://ops/gatewatch\"\nadvertise = \"10.0.0.7\"\nquery_wait = \"30s\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.cluster.state_store.unwrap().0, "s3://ops/gatewatch");
+    assert_eq!(c.cluster.advertise.as_deref(), Some("10.0.0.7"));
+    assert_eq!(c.cluster.query_wait_ms, 30_000);
+    for (toml, says) in [
+        ("state_store = \"/shared\"", "is not a URL"),
+        ("state_store = \"file://shared\"", "three slashes"),
+        ("state_store = \"ftp://h/x\"", "file:///dir, s3://bucket"),
+        ("advertise = \"10.0.0.7:8080\"", "no port"),
+        ("query_wait = \"1h\"", "up to 10m"),
+    ] {
+        let e = Config::parse(&format!("[cluster]\n{toml}\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{toml}: {e}");
+    }
+    for (text, name) in [
+        (
+            include_str!("../../docker/gatewatch-cluster.toml"),
+            "docker/gatewatch-cluster.toml",
+        ),
+        (
+            include_str!("../../docs/cluster-local.toml"),
+            "docs/cluster-local.toml",
+        ),
+    ] {
+        let c = Config::parse(text, name).unwrap();
+        assert!(c.cluster.state_store.is_some(), "{name}");
+    }
+}

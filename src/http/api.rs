@@ -458,7 +458,11 @@ fn cluster_readyz(
         body += &format!("state store error: {e}\n");
     }
     for o in &owned {
-        let state = if o.restored { "restored" } else { "restoring" };
+        let state = match (o.restored, o.catching_up_to) {
+            (true, _) => "restored".to_string(),
+            (false, Some(n)) => format!("catching up with its previous owner, to offset {n}"),
+            (false, None) => "restoring".to_string(),
+        };
         body += &format!("partition {}/{} {state}\n", o.topic, o.partition);
     }
     let code = if k.ready() && restoring == 0 {

