@@ -417,4 +417,22 @@ fn an_unwritable_state_store_is_reported_and_ingest_goes_on() {
         before,
         "checkpoints already written were changed"
     );
+
+    // A store that is missing at start (its directory cannot be made: a file is in the way)
+    // is reported at once, and the member still starts and reads.
+    let second = dir.path().join("second");
+    std::fs::create_dir(&second).unwrap();
+    let missing = config_file(
+        &second,
+        brokers,
+        &topic,
+        &unique("g"),
+        &format!("file://{}/store", link.display()),
+    );
+    let (_m2, url2) = member(&missing);
+    wait_until(Duration::from_secs(60), "the second member to read", || {
+        get(&url2, "/readyz").is_some_and(|(code, body)| {
+            code == 200 && body.contains("state store error: state store file://")
+        })
+    });
 }
