@@ -638,7 +638,9 @@ impl Service {
         );
         let stopping = self.stop_flight.clone();
         tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(flight);
+            // Without TCP_NODELAY, a small answer waits for the asker's delayed ACK (~40 ms).
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(flight).with_nodelay(Some(true));
             let served = tonic::transport::Server::builder()
                 .add_service(worker.into_worker_server())
                 .serve_with_incoming_shutdown(incoming, async move {

@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use datafusion_distributed::DistributedExt;
+
 use crate::config::EngineConfig;
 use crate::ingest::kafka::PartitionOwner;
 use crate::state::encode::EngineParts;
@@ -359,6 +361,8 @@ pub struct ClusterTables {
     pub unreachable: Mutex<BTreeMap<String, Instant>>,
     /// The members of the last placement, to recognise them in errors.
     pub placed: Mutex<Vec<String>>,
+    /// The gRPC channels to the members, kept from one query to the next.
+    channels: datafusion_distributed::grpc::DefaultChannelResolver,
 }
 
 impl ClusterTables {
@@ -374,6 +378,7 @@ impl ClusterTables {
             wait,
             unreachable: Mutex::new(BTreeMap::new()),
             placed: Mutex::new(Vec::new()),
+            channels: Default::default(),
         }
     }
 }
@@ -401,7 +406,10 @@ impl crate::sql::RemoteTables for ClusterTables {
         let placement = query::place(&self.store, &counts, &unreachable, self.wait).await?;
         *self.placed.lock().expect("not poisoned") =
             placement.tasks.iter().map(|t| t.flight.clone()).collect();
-        Ok(query::cluster_context(placement, base))
+        Ok(query::cluster_context(
+            placement,
+            base.with_distributed_channel_resolver(self.channels.clone()),
+        ))
     }
 
     fn retry(&self, e: &crate::sql::SqlError) -> bool {

@@ -388,7 +388,7 @@ impl ExecutionPlan for MemberScanExec {
                 local.id
             );
         }
-        let snapshot = local.snapshot_of(&mine.partitions, self.placement.now_ms)?;
+        let snapshot = local.snapshot_of(self.table, &mine.partitions, self.placement.now_ms)?;
         let provider = GatewatchTable::provider(SnapshotTable::new(self.table, Arc::new(snapshot)));
         let filters = self.bound_filters();
         let projection = self.projection.clone();
@@ -434,6 +434,7 @@ impl LocalMember {
     /// restored; with `now`, extended to the cluster's newest event time.
     fn snapshot_of(
         &self,
+        table: Table,
         partitions: &[(String, i32)],
         now: Option<i64>,
     ) -> Result<crate::state::Snapshot> {
@@ -454,11 +455,25 @@ impl LocalMember {
                     }
                 }
             }
-            (e.snapshot(), e.servers_of_partitions(&keys))
+            (
+                e.snapshot_of(scope_for(table)),
+                e.servers_of_partitions(&keys),
+            )
         };
         let mut snapshot = snapshot.only_servers(&names, home);
         snapshot.now_ms = snapshot.now_ms.max(now);
         Ok(snapshot)
+    }
+}
+
+/// What a scan of `table` needs of the engine: `events` its batches, `latency` and `servers`
+/// the minute histograms (`servers` reports recent rtt percentiles), the others neither.
+fn scope_for(table: Table) -> crate::state::SnapshotScope {
+    let all = crate::state::SnapshotScope::everything();
+    match table {
+        Table::Events => all.without_latency(),
+        Table::Latency | Table::Servers => all.without_events(),
+        _ => all.without_events().without_latency(),
     }
 }
 

@@ -223,7 +223,11 @@ pub(super) async fn sql_handler(
     let body = read_body(&state, &headers, body).await?;
     let sql = sql_text(&headers, &body)?;
     let started = Instant::now();
-    let snapshot = state.snapshot().await?;
+    let snapshot = if state.queries.reads_remote_tables() {
+        Arc::new(crate::state::Snapshot::empty())
+    } else {
+        state.snapshot().await?
+    };
     let result = state.queries.run(snapshot, &sql).await?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,

@@ -95,6 +95,10 @@ impl PgService {
     async fn snapshot(&self) -> Result<Arc<Snapshot>, String> {
         match &self.source {
             Source::Fixed(s) => Ok(s.clone()),
+            // A cluster member's queries read the members' own snapshots.
+            Source::Live(_) if self.queries.reads_remote_tables() => {
+                Ok(Arc::new(Snapshot::empty()))
+            }
             Source::Live(engine) => {
                 let engine = engine.clone();
                 tokio::task::spawn_blocking(move || {

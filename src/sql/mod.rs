@@ -454,6 +454,12 @@ impl QueryRunner {
         })
     }
 
+    /// True when queries read remote tables (a cluster member): the snapshot handed to
+    /// [`QueryRunner::run`] is not read then, and callers need not take one.
+    pub fn reads_remote_tables(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// The limits this runner enforces.
     pub fn limits(&self) -> Limits {
         self.limits

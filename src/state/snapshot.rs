@@ -131,6 +131,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot of nothing (a cluster member's queries read the members' own).
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            now_ms: None,
+            retention_ms: 0,
+            servers: Vec::new(),
+            events: Vec::new(),
+            counters: Counters::default(),
+            alerts: Arc::from(Vec::new()),
+        }
+    }
+
     /// Oldest event time still in retention.
     pub fn horizon_ms(&self) -> Option<i64> {
         self.now_ms.map(|n| n - self.retention_ms)

@@ -354,11 +354,17 @@ fn an_unwritable_state_store_is_reported_and_ingest_goes_on() {
             .unwrap_or(-1.0)
     };
     let feed = |part: &[(String, String)]| {
-        for chunk in part.chunks(part.len().div_ceil(8)) {
+        // Checkpoints are taken between batches: keep batches coming for a few seconds.
+        for chunk in part.chunks(part.len().div_ceil(12)) {
             produce(brokers, &topic, chunk);
             std::thread::sleep(Duration::from_millis(300));
         }
     };
+    wait_until(
+        Duration::from_secs(60),
+        "the member to hold its partitions",
+        || get(&url, "/readyz").is_some_and(|(code, _)| code == 200),
+    );
     feed(a);
     wait_until(Duration::from_secs(60), "a partition checkpoint", || {
         metric("gatewatch_cluster_checkpoints_total") >= 2.0
