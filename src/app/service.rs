@@ -839,15 +839,8 @@ const MEMBER_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Tags the servers of a batch with the partitions their events came from.
 fn note_partitions(e: &mut Engine, polled: &kafka::Polled<'_>) {
-    let topics: Vec<Arc<str>> = polled
-        .topics
-        .iter()
-        .map(|t| Arc::from(t.as_str()))
-        .collect();
-    let elsewhere = e.note_partitions(polled.batch, |row| {
-        let (t, p) = polled.partition_of_row(row);
-        (topics[t as usize].clone(), p)
-    });
+    let topics: Vec<&str> = polled.topics.iter().map(String::as_str).collect();
+    let elsewhere = e.note_partitions(polled.batch, &topics, |row| polled.partition_of_row(row));
     if elsewhere > 0 {
         tracing::debug!(
             rows = elsewhere,

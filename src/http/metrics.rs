@@ -252,54 +252,42 @@ fn archive_metrics(out: &mut String, a: &crate::sql::archive::ArchiveStats) {
     unlabelled(out, &samples);
 }
 
+/// A per-partition sample: labels after `partition` (with their leading comma), and the value.
+type PartitionSample = dyn Fn(&crate::cluster::Owned) -> (String, f64);
+
 fn cluster_metrics(out: &mut String, c: &crate::cluster::ClusterStatus) {
     let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     let owned = c.owned();
     let member = label(&c.member);
-    family(
-        out,
-        "gatewatch_cluster_partition_owned",
-        "gauge",
-        "Partitions this member owns: 1 per (member, topic, partition); `restored` says whether its state is restored.",
-    );
-    for o in &owned {
-        let _ = writeln!(
-            out,
-            "gatewatch_cluster_partition_owned{{member=\"{member}\",topic=\"{}\",partition=\"{}\",restored=\"{}\"}} 1",
-            label(&o.topic),
-            o.partition,
-            o.restored
-        );
-    }
-    family(
-        out,
-        "gatewatch_cluster_partition_restore_seconds",
-        "gauge",
-        "How long restoring each owned partition's state from the store took.",
-    );
-    for o in &owned {
-        let _ = writeln!(
-            out,
-            "gatewatch_cluster_partition_restore_seconds{{member=\"{member}\",topic=\"{}\",partition=\"{}\"}} {}",
-            label(&o.topic),
-            o.partition,
-            o.restore_ms as f64 / 1000.0
-        );
-    }
-    family(
-        out,
-        "gatewatch_cluster_partition_restore_bytes",
-        "gauge",
-        "Size of the checkpoint each owned partition was restored from (0: none, read from its start).",
-    );
-    for o in &owned {
-        let _ = writeln!(
-            out,
-            "gatewatch_cluster_partition_restore_bytes{{member=\"{member}\",topic=\"{}\",partition=\"{}\"}} {}",
-            label(&o.topic),
-            o.partition,
-            o.restore_bytes
-        );
+    // One gauge per owned partition, three families.
+    let per_partition: [(&str, &str, &PartitionSample); 3] = [
+        (
+            "gatewatch_cluster_partition_owned",
+            "Partitions this member owns: 1 per (member, topic, partition); `restored` says whether its state is restored.",
+            &|o| (format!(",restored=\"{}\"", o.restored), 1.0),
+        ),
+        (
+            "gatewatch_cluster_partition_restore_seconds",
+            "How long restoring each owned partition's state from the store took.",
+            &|o| (String::new(), o.restore_ms as f64 / 1000.0),
+        ),
+        (
+            "gatewatch_cluster_partition_restore_bytes",
+            "Size of the checkpoint each owned partition was restored from (0: none, read from its start).",
+            &|o| (String::new(), o.restore_bytes as f64),
+        ),
+    ];
+    for (name, help, sample) in per_partition {
+        family(out, name, "gauge", help);
+        for o in &owned {
+            let (more, v) = sample(o);
+            let _ = writeln!(
+                out,
+                "{name}{{member=\"{member}\",topic=\"{}\",partition=\"{}\"{more}}} {v}",
+                label(&o.topic),
+                o.partition,
+            );
+        }
     }
     family(
         out,

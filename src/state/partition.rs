@@ -33,29 +33,33 @@ pub struct Absorbed {
 }
 
 impl Engine {
-    /// Tags the servers of `view`'s rows with the partition each row came from
-    /// (`partition_of(row)`). A server keeps the first partition it was seen on; a row of it
-    /// from another partition is counted in the return value (events not keyed by server).
+    /// Tags the servers of `view`'s rows with the partition each row came from:
+    /// `partition_of(row)` gives (index into `topics`, partition). A server keeps the first
+    /// partition it was seen on; a row of it from another partition is counted in the return
+    /// value (events not keyed by server). Runs on the apply path: a key is built only when a
+    /// server is tagged.
     pub fn note_partitions(
         &mut self,
         view: &ChunkView,
-        partition_of: impl Fn(usize) -> PartitionKey,
+        topics: &[&str],
+        partition_of: impl Fn(usize) -> (u16, i32),
     ) -> u64 {
         let mut elsewhere = 0;
-        let mut last: Option<(&str, i32)> = None;
+        let mut last: Option<(&str, u16, i32)> = None;
         for row in 0..view.batch.num_rows() {
             let name = view.server.value(row);
-            let p = partition_of(row);
-            if last == Some((name, p.1)) {
+            let (t, p) = partition_of(row);
+            if last == Some((name, t, p)) {
                 continue;
             }
-            last = Some((name, p.1));
+            last = Some((name, t, p));
             let Some(&i) = self.server_index.get(name) else {
                 continue; // every row of it was rejected
             };
+            let topic = topics[t as usize];
             match &self.servers[i].partition {
-                None => self.servers[i].partition = Some(p),
-                Some(have) if *have != p => elsewhere += 1,
+                None => self.servers[i].partition = Some((topic.into(), p)),
+                Some((have, n)) if **have != *topic || *n != p => elsewhere += 1,
                 Some(_) => {}
             }
         }

@@ -70,7 +70,9 @@ fn feed(e: &mut Engine, lines: &[String], tag: bool) {
     e.apply_view(view.clone());
     if tag {
         let servers = view.server.clone();
-        e.note_partitions(&view, |row| key(partition_of_server(servers.value(row))));
+        e.note_partitions(&view, &["events"], |row| {
+            (0, partition_of_server(servers.value(row)))
+        });
     }
 }
 
